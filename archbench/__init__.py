@@ -1,0 +1,3 @@
+"""archbench: honest, reproducible benchmarks of efficient convolutional networks."""
+
+__version__ = "0.1.0"
