@@ -1,0 +1,70 @@
+"""Datasets in memory as uint8 tensors, and the batches the trainer and profiler iterate.
+
+Every dataset becomes uint8 images ``(N, 3, 32, 32)`` with int64 labels, so every network keeps
+its parameter count whatever it is trained on.
+
+Datasets (``--dataset``):
+
+- ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes; works
+  offline). Pixels 0-16 are scaled to 0-255, upscaled x4 to 32x32 (bilinear) and replicated to 3
+  channels. Train/test split: fixed, stratified, seed 0, ``round(0.2 * n)`` of each class to
+  test -> 1,438 train and 359 test images; with the default ``val_fraction`` 0.1 the training
+  split gives 145 validation images, leaving 1,293 for training.
+- ``cifar10``, ``cifar100``: torchvision's python pickles under the data directory
+  (``cifar-10-batches-py/``, ``cifar-100-python/``, or their ``.tar.gz``), 50,000 train and
+  10,000 test images; CIFAR-100 uses the 100 fine labels.
+- ``mnist``, ``fashion-mnist``: torchvision's files (``MNIST/raw/``, ``FashionMNIST/raw/``); the
+  28x28 grayscale images are zero-padded by 2 pixels to 32x32 and replicated to 3 channels.
+- ``imagefolder:PATH``: ``PATH/train/<class>/*`` and ``PATH/test/<class>/*`` (class index =
+  sorted folder name), decoded once and cached; see :mod:`archbench.data.imagefolder`.
+
+The data directory is ``DataConfig.data_dir``, else ``$ARCHBENCH_DATA``, else
+``~/.cache/archbench/data``. torchvision sets are downloaded there when missing and ``download``
+is on (with a 10 s socket timeout); a set that cannot be found or fetched is one
+:class:`~archbench.errors.ArchbenchError` naming the directory and the files expected.
+
+Validation split: ``val_fraction`` of the training split, per class ``round(fraction * n)``
+images chosen by a permutation seeded with ``split_seed`` (``val`` is None when it is 0).
+
+Normalization: the study's constants (``CIFAR_MEAN``, ``CIFAR_STD``) for CIFAR-10/100; for every
+other set the exact per-channel mean and std of the training split (after the validation split
+is removed), cached in ``<data_dir>/stats/``.
+
+Augmentation (batched tensor ops, deterministic given a generator): ``crop`` (random 32x32
+window of the 4-pixel zero-padded image), ``flip`` (horizontal, p=0.5), ``crop-flip`` (the
+study's reference code, default for CIFAR and image folders) and ``none``; digit and grayscale
+sets default to ``crop``, since mirrored digits are not digits.
+"""
+
+from .datasets import (
+    CIFAR_MEAN,
+    CIFAR_STD,
+    DATASET_NAMES,
+    DataConfig,
+    ImageData,
+    Split,
+    channel_stats,
+    default_data_dir,
+    load_data,
+    resolve_dataset_name,
+    stratified_split,
+)
+from .loader import AUGMENTATIONS, BatchLoader, augment, normalize
+
+__all__ = [
+    "AUGMENTATIONS",
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+    "DATASET_NAMES",
+    "BatchLoader",
+    "DataConfig",
+    "ImageData",
+    "Split",
+    "augment",
+    "channel_stats",
+    "default_data_dir",
+    "load_data",
+    "normalize",
+    "resolve_dataset_name",
+    "stratified_split",
+]
