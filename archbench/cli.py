@@ -11,6 +11,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 
@@ -36,6 +37,237 @@ def _cmd_list(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from .train import EXIT_INTERRUPTED, TrainConfig, train_run
+
+    profile_config = _profile_config(args) if args.profile else None  # bad flags fail up front
+    if args.resume:
+        outcome = train_run(
+            TrainConfig(), console=console, quiet=args.quiet, resume=Path(args.resume)
+        )
+    else:
+        config = TrainConfig(
+            **{
+                name: getattr(args, name)
+                for name in TrainConfig.__dataclass_fields__
+                if getattr(args, name, None) is not None
+            }
+        )
+        outcome = train_run(config, console=console, quiet=args.quiet)
+    if outcome.status == "interrupted":
+        return EXIT_INTERRUPTED
+    if args.profile and outcome.status == "complete":
+        from .profile import profile_run
+
+        profile_run(outcome.run_dir, profile_config, console=console, quiet=args.quiet)
+    return 0
+
+
+def _positive_ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ArchbenchError(f"{flag} takes positive integers separated by commas, got {text!r}")
+    return values
+
+
+def _profile_config(args: argparse.Namespace):
+    """A ProfileConfig from the shared profiling flags, each checked with a one-line error."""
+    from .latency import parse_backends
+    from .profile import ProfileConfig
+
+    defaults = ProfileConfig()
+    samples = defaults.samples
+    if args.samples is not None:
+        samples = None if args.samples == "all" else _positive_ints(args.samples, "--samples")[0]
+    if args.warmup is not None and args.warmup < 0:
+        raise ArchbenchError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.profile_threads is not None and args.profile_threads < 1:
+        raise ArchbenchError(f"--threads must be positive, got {args.profile_threads}")
+    return ProfileConfig(
+        backends=parse_backends(args.backends) if args.backends else defaults.backends,
+        samples=samples,
+        warmup=defaults.warmup if args.warmup is None else args.warmup,
+        threads=args.profile_threads,
+        batch_sizes=(
+            _positive_ints(args.batch_sizes, "--batch-sizes")
+            if args.batch_sizes
+            else defaults.batch_sizes
+        ),
+    )
+
+
+def _add_profile_options(parser: argparse.ArgumentParser, *, with_threads: bool) -> None:
+    from .latency import BACKENDS
+
+    group = parser.add_argument_group("profiling")
+    group.add_argument(
+        "--backends",
+        help=f"comma-separated, or all/cpu/cuda (default all: {', '.join(BACKENDS)}); "
+        "backends that cannot run here are reported as skipped",
+    )
+    group.add_argument(
+        "--samples", help="batch-1 latency samples from the test set: N or all (default 1000)"
+    )
+    group.add_argument("--warmup", type=int, help="untimed passes before timing (default 10)")
+    group.add_argument(
+        "--batch-sizes", help="batch sizes for throughput, comma-separated (default 1,64)"
+    )
+    if with_threads:
+        group.add_argument(
+            "--threads",
+            dest="profile_threads",
+            type=int,
+            help="CPU threads for PyTorch and ONNX Runtime (default: all cores)",
+        )
+    else:
+        parser.set_defaults(profile_threads=None)
+
+
+def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
+    from .profile import profile_run, profile_untrained
+    from .runs import ensure_writable, new_run_dir, slug
+
+    config = _profile_config(args)
+    if args.run_dir and args.arch:
+        raise ArchbenchError("give a RUN_DIR or --arch, not both")
+    if args.run_dir:
+        if args.num_classes is not None or args.dataset is not None:
+            raise ArchbenchError("--num-classes and --dataset go with --arch, not a RUN_DIR")
+        profile_run(Path(args.run_dir), config, console=console, quiet=args.quiet)
+        return 0
+    if not args.arch:
+        raise ArchbenchError("give a RUN_DIR to profile a trained run, or --arch NAME")
+    num_classes = 10 if args.num_classes is None else args.num_classes
+    dataset = args.dataset or "digits"
+    if args.out:
+        out_dir = ensure_writable(Path(args.out))
+    else:
+        out_dir = new_run_dir(
+            Path(args.runs_dir) / "profiles", args.arch, f"{slug(dataset)}-untrained"
+        )
+    profile_untrained(
+        args.arch,
+        num_classes=num_classes,
+        dataset=dataset,
+        data_dir=Path(args.data_dir).expanduser() if args.data_dir else None,
+        out_dir=out_dir,
+        config=config,
+        console=console,
+        quiet=args.quiet,
+    )
+    return 0
+
+
+def _add_profile_parser(commands) -> None:
+    parser = commands.add_parser(
+        "profile",
+        help="measure accuracy, size, MACs, latency (CPU, GPU, ONNX Runtime) and ONNX parity",
+        description="Profile a trained run's selected checkpoint (RUN_DIR), or an untrained "
+        "network (--arch): latency, size and MACs do not depend on training. Writes "
+        "profile.json, model.onnx, state_dict.pt and CSV tables, and prints a summary.",
+    )
+    parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a complete run directory")
+    parser.add_argument("--arch", help="profile an untrained network: name or FILE.py:FUNC")
+    parser.add_argument("--num-classes", type=int, help="classes for --arch (default 10)")
+    parser.add_argument(
+        "--dataset", help="test images to time with --arch (default digits, embedded)"
+    )
+    parser.add_argument("--data-dir", help="where datasets live")
+    parser.add_argument(
+        "--out", help="directory for an --arch profile (default RUNS_DIR/profiles/<stamp>-<arch>)"
+    )
+    parser.add_argument("--runs-dir", default="runs", help="default runs/")
+    parser.add_argument("--quiet", action="store_true", help="no progress or summary output")
+    _add_profile_options(parser, with_threads=True)
+    parser.set_defaults(handler=_cmd_profile)
+
+
+def _add_run_parser(commands) -> None:
+    from .data import AUGMENTATIONS
+    from .train import DEVICES, OPTIMIZERS, SCHEDULES, SELECT_ON, TrainConfig
+
+    defaults = TrainConfig()
+    parser = commands.add_parser(
+        "run",
+        help="train a network into a run directory, then profile it",
+        description="Train with the study's recipe (Adam, lr 0.01, batch 128, LR divided by 10 "
+        "at each training-loss plateau, stop at the 4th), evaluate the selected checkpoint on "
+        "the test set and profile it. Ctrl-C stops cleanly; --resume continues.",
+    )
+    what = parser.add_argument_group("what to train")
+    what.add_argument("--arch", help=f"architecture name or FILE.py:FUNC (default {defaults.arch})")
+    what.add_argument(
+        "--dataset",
+        help="digits (embedded, offline), cifar10, cifar100, mnist, fashion-mnist or "
+        f"imagefolder:PATH (default {defaults.dataset})",
+    )
+    what.add_argument(
+        "--data-dir",
+        help="where datasets live (default $ARCHBENCH_DATA or ~/.cache/archbench/data)",
+    )
+    what.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        help="default: crop-flip for CIFAR/image folders, crop for digit sets",
+    )
+    what.add_argument(
+        "--val-fraction",
+        type=float,
+        help=f"held-out validation share of train (default {defaults.val_fraction})",
+    )
+    what.add_argument(
+        "--select-on",
+        choices=SELECT_ON,
+        help="split that picks best.pt: val (default) or test (the reference code)",
+    )
+
+    optim = parser.add_argument_group("optimization")
+    optim.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
+    optim.add_argument("--lr", type=float, help=f"initial learning rate (default {defaults.lr})")
+    optim.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    optim.add_argument("--weight-decay", type=float, help="default 0")
+    optim.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    optim.add_argument("--max-epochs", type=int, help="default 200 (the study); 15 for digits")
+    optim.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="plateau (reference code, patience 10; default), plateau-dissertation "
+        "(patience 1) or early-stop (validation loss, best checkpoint restored)",
+    )
+    optim.add_argument("--plateau-threshold", type=float, help="default 0.01")
+    optim.add_argument("--plateau-patience", type=int, help="default 10 (1 for the dissertation)")
+    optim.add_argument("--plateau-factor", type=float, help="LR divisor (default 10)")
+    optim.add_argument("--plateau-max-drops", type=int, help="stop at this drop (default 4)")
+    optim.add_argument("--early-stop-patience", type=int, help="default 10")
+
+    machine = parser.add_argument_group("machine and output")
+    machine.add_argument("--seed", type=int, help="default 0; CPU runs are deterministic")
+    machine.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    machine.add_argument("--device", choices=DEVICES, help="default auto")
+    machine.add_argument(
+        "--channels-last", action="store_true", default=None, help="channels_last memory format"
+    )
+    machine.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the model (slow start, faster steps)",
+    )
+    machine.add_argument("--runs-dir", help=f"default {defaults.runs_dir}/")
+    machine.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue an interrupted run from its last.pt"
+    )
+    machine.add_argument(
+        "--no-profile", dest="profile", action="store_false", help="skip profiling after training"
+    )
+    machine.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_profile_options(parser, with_threads=False)
+    parser.set_defaults(handler=_cmd_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="archbench",
@@ -58,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     list_parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     list_parser.set_defaults(handler=_cmd_list)
+    _add_run_parser(commands)
+    _add_profile_parser(commands)
     return parser
 
 
