@@ -1,0 +1,290 @@
+"""Machine peaks and a roofline reading of a measured latency.
+
+:func:`measure_peak` probes what this machine can do: fp32 FLOP/s from a large square matmul
+(``2 n^3`` FLOPs, best of several) and, on the CPU, from a large 1x1 convolution in PyTorch and in
+ONNX Runtime (the best probe is the peak: one BLAS library alone can be far from the hardware's
+limit), and memory bandwidth from a large tensor copy (bytes read plus bytes written, best of
+several: the STREAM "copy" convention, which does not count the extra read a write-allocate
+cache may do). :func:`cached_peak` keeps the result per machine, device, thread count and
+library versions, because the probe costs seconds and the answer rarely changes.
+
+:func:`roofline` then says how far a network's measured p50 is from the fastest time the peaks
+allow. The bytes a forward pass must move are estimated by :func:`min_bytes_moved` as the
+*compulsory* traffic: every parameter and floating-point buffer read once, the input read once,
+the output written once. Activations are assumed to stay in cache, so the estimate (and the
+memory-bound time derived from it) is a lower bound, which keeps ``lower_bound_ms`` a true
+lower bound.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import files
+from .sysinfo import machine_id
+
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "archbench" / "peak"
+DEFAULT_MATMUL_N = {"cpu": 2048, "cuda": 8192}
+DEFAULT_COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 1024 * 2**20}
+DEFAULT_REPEATS = 5
+CONV_SHAPE = (4, 512, 32, 32)  # CPU 1x1-convolution probe: 2.1 GFLOP per call
+
+
+@dataclass(frozen=True)
+class MachinePeak:
+    gflops: float  # fp32, best of the probes (see measure_peak)
+    gbps: float  # GB/s (1e9 bytes), read + write of a tensor copy
+    device: str
+    threads: int | None
+    matmul_n: int
+    copy_bytes: int  # size of the copied tensor; traffic counted is twice this
+    measured_at: str
+    device_name: str | None = None
+    probes: dict[str, float] = field(default_factory=dict)  # GFLOP/s of each probe
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MachinePeak:
+        fields = cls.__dataclass_fields__
+        return cls(**{key: value for key, value in data.items() if key in fields})
+
+
+def _best_seconds_cpu(fn, repeats: int) -> float:
+    fn()  # warm-up: allocations, thread pool start, page faults
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        fn()
+        best = min(best, (time.perf_counter_ns() - start) / 1e9)
+    return max(best, 1e-9)
+
+
+def _best_seconds_cuda(fn, repeats: int) -> float:
+    fn()
+    torch.cuda.synchronize()
+    start = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    best = float("inf")
+    for _ in range(repeats):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+    return max(best, 1e-9)
+
+
+def _matmul_seconds(device: str, n: int, best, repeats: int) -> float:
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, generator=generator, device=device)
+    b = torch.randn(n, n, generator=generator, device=device)
+    out = torch.empty(n, n, device=device)
+    return best(lambda: torch.mm(a, b, out=out), repeats)
+
+
+def _conv_input(shape: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    batch, channels, height, width = shape
+    x = torch.randn(batch, channels, height, width, generator=generator)
+    weight = torch.randn(channels, channels, 1, 1, generator=generator) / channels**0.5
+    return x, weight
+
+
+def _torch_conv_seconds(shape, repeats: int) -> float:
+    x, weight = _conv_input(shape)
+    with torch.inference_mode():
+        return _best_seconds_cpu(lambda: torch.nn.functional.conv2d(x, weight), repeats)
+
+
+def _ort_conv_seconds(shape, threads: int, repeats: int) -> float:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    x, weight = _conv_input(shape)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"])],
+        "peak_conv1x1",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x.shape))],
+        [numpy_helper.from_array(weight.numpy(), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 8)
+    onnx.checker.check_model(model)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(
+        model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    feed = {"x": x.numpy()}
+    return _best_seconds_cpu(lambda: session.run(None, feed), repeats)
+
+
+def _copy_seconds(device: str, numel: int, best, repeats: int) -> float:
+    src = torch.ones(numel, device=device)
+    dst = torch.empty_like(src)
+    return best(lambda: dst.copy_(src), repeats)
+
+
+def measure_peak(
+    device: str = "cpu",
+    threads: int | None = None,
+    *,
+    matmul_n: int | None = None,
+    copy_bytes: int | None = None,
+    conv_shape: tuple[int, int, int, int] | None = CONV_SHAPE,
+    repeats: int = DEFAULT_REPEATS,
+) -> MachinePeak:
+    """Probe fp32 GFLOP/s and copy GB/s on ``device`` ("cpu" or "cuda").
+
+    The FLOP/s peak is the best of several probes, each the best of ``repeats`` runs: a square
+    ``matmul_n`` matmul (``2 n^3`` FLOPs) and, on the CPU, a 1x1 convolution of ``conv_shape``
+    (N, C, H, W) in PyTorch (oneDNN) and in ONNX Runtime (MLAS). One library is not enough: on
+    AMD CPUs MKL's sgemm runs AVX2 code and reaches about half of what oneDNN's and MLAS's
+    AVX-512 kernels do, so a matmul-only "peak" is beaten by the networks themselves.
+    ``conv_shape=None`` leaves the convolution probes out. Every probe's figure is kept in
+    ``probes``.
+
+    On the CPU, ``threads`` intra-op threads are used (default: torch's current count) and the
+    previous count is restored. On CUDA, timing uses CUDA events with synchronization, and TF32
+    is left as configured (off by default for matmuls), so the figure is true fp32.
+    """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CUDA is not available")
+    n = int(matmul_n or DEFAULT_MATMUL_N[device])
+    nbytes = int(copy_bytes or DEFAULT_COPY_BYTES[device])
+    previous = torch.get_num_threads()
+    if device == "cpu" and threads is not None:
+        torch.set_num_threads(int(threads))
+    probes: dict[str, float] = {}
+    try:
+        used_threads = torch.get_num_threads() if device == "cpu" else None
+        best = _best_seconds_cpu if device == "cpu" else _best_seconds_cuda
+        probes["torch_matmul"] = 2 * n**3 / _matmul_seconds(device, n, best, repeats) / 1e9
+        if device == "cpu" and conv_shape is not None:
+            batch, channels, height, width = conv_shape
+            conv_flops = 2 * batch * channels * channels * height * width
+            probes["torch_conv1x1"] = conv_flops / _torch_conv_seconds(conv_shape, repeats) / 1e9
+            try:
+                seconds = _ort_conv_seconds(conv_shape, used_threads, repeats)
+                probes["onnxruntime_conv1x1"] = conv_flops / seconds / 1e9
+            except ImportError:
+                pass  # no ONNX Runtime here: its probe is simply not part of the peak
+        copy_s = _copy_seconds(device, nbytes // 4, best, repeats)
+    finally:
+        torch.set_num_threads(previous)
+    name = torch.cuda.get_device_name(0) if device == "cuda" else None
+    return MachinePeak(
+        gflops=max(probes.values()),
+        gbps=2 * (nbytes // 4) * 4 / copy_s / 1e9,
+        device=device,
+        threads=used_threads,
+        matmul_n=n,
+        copy_bytes=(nbytes // 4) * 4,
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        device_name=name,
+        probes=probes,
+    )
+
+
+def _onnxruntime_version() -> str:
+    try:
+        import onnxruntime
+    except ImportError:
+        return "none"
+    return onnxruntime.__version__
+
+
+def peak_cache_path(cache_dir: Path | None, device: str, threads: int | None) -> Path:
+    """Where :func:`cached_peak` keeps the probe for this machine, device, threads and torch."""
+    directory = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+    threads = threads if threads is not None else torch.get_num_threads()
+    parts = [machine_id(), device, f"t{threads}", f"torch{torch.__version__}"]
+    if device == "cpu":
+        parts.append(f"ort{_onnxruntime_version()}")
+    if device == "cuda" and torch.cuda.is_available():
+        parts.append(torch.cuda.get_device_name(0))
+    key = re.sub(r"[^A-Za-z0-9.+-]+", "_", "-".join(parts))
+    return directory / f"{key}.json"
+
+
+def cached_peak(
+    cache_dir: Path | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    *,
+    refresh: bool = False,
+) -> MachinePeak:
+    """:func:`measure_peak`, measured once per machine/device/threads/torch and then reused.
+
+    The cache lives in ``cache_dir`` (default ``~/.cache/archbench/peak``); an unreadable entry
+    is measured again and overwritten.
+    """
+    threads = threads if threads is not None else torch.get_num_threads()
+    path = peak_cache_path(cache_dir, device, threads)
+    if not refresh and path.is_file():
+        try:
+            return MachinePeak.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            pass  # corrupt or from an incompatible version: measure again
+    peak = measure_peak(device, threads)
+    files.write_json(path, peak.to_dict())
+    return peak
+
+
+def min_bytes_moved(
+    model: nn.Module, input_shape: tuple[int, ...], output_numel: int, dtype_bytes: int = 4
+) -> int:
+    """Compulsory bytes of one forward pass: parameters + floating buffers + input + output.
+
+    Integer buffers (BatchNorm's ``num_batches_tracked``) are not read in eval mode and are left
+    out. Activations are assumed cache-resident, so this is a lower bound.
+    """
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights += sum(b.numel() * b.element_size() for b in model.buffers() if b.is_floating_point())
+    input_numel = 1
+    for dim in input_shape:
+        input_numel *= int(dim)
+    return int(weights + (input_numel + int(output_numel)) * dtype_bytes)
+
+
+def roofline(macs: int, p50_ms: float, peak: MachinePeak, bytes_moved: int) -> dict[str, Any]:
+    """Where a measured batch-1 latency sits against this machine's peaks.
+
+    Returns achieved GFLOP/s (``2 * macs`` FLOPs in ``p50_ms``), its fraction of the matmul
+    peak, the compute-bound and memory-bound times the peaks allow, their maximum
+    (``lower_bound_ms``), the arithmetic intensity (FLOP per byte) and which bound dominates.
+    """
+    flops = 2.0 * macs
+    compute_ms = flops / (peak.gflops * 1e9) * 1e3
+    memory_ms = bytes_moved / (peak.gbps * 1e9) * 1e3
+    achieved = flops / (p50_ms * 1e-3) / 1e9 if p50_ms > 0 else None
+    return {
+        "achieved_gflops": achieved,
+        "fraction_of_peak": achieved / peak.gflops if achieved is not None else None,
+        "compute_bound_ms": compute_ms,
+        "memory_bound_ms": memory_ms,
+        "lower_bound_ms": max(compute_ms, memory_ms),
+        "bound": "compute" if compute_ms >= memory_ms else "memory",
+        "arithmetic_intensity": flops / bytes_moved if bytes_moved > 0 else None,
+        "bytes_moved": int(bytes_moved),
+        "p50_ms": p50_ms,
+        "peak_gflops": peak.gflops,
+        "peak_gbps": peak.gbps,
+    }

@@ -1,0 +1,136 @@
+"""`archbench profile` and the profile at the end of `archbench run`, on real digits runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from archbench import runs
+from archbench.cli import main
+
+FAST = ["--samples", "30", "--warmup", "2", "--batch-sizes", "1,8"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """One real training epoch on digits, profiled by `archbench run` itself."""
+    tmp = tmp_path_factory.mktemp("profiled")
+    code = main(
+        ["run", "--arch", "squeezenet_dsc", "--dataset", "digits", "--max-epochs", "1",
+         "--runs-dir", str(tmp / "runs"), "--data-dir", str(tmp / "data"), "--quiet",
+         "--backends", "cpu", *FAST]
+    )  # fmt: skip
+    assert code == 0
+    (run,) = (tmp / "runs").iterdir()
+    return run
+
+
+def read_profile(folder: Path) -> dict:
+    return json.loads((folder / runs.PROFILE).read_text())
+
+
+def test_run_ends_with_a_profile_of_its_selected_checkpoint(run_dir):
+    profile = read_profile(run_dir)
+    result = json.loads((run_dir / runs.RESULT).read_text())
+    assert profile["arch"] == "squeezenet_dsc" and profile["num_classes"] == 10
+    # The profiler evaluates best.pt on the same test split the trainer reported on.
+    assert profile["accuracy"]["n"] == 359
+    assert profile["accuracy"]["top1"] == pytest.approx(result["test_top1"], abs=1e-9)
+    assert profile["params"]["trainable"] == 248_670
+    assert set(profile["latency"]) == {"cpu-eager", "cpu-onnxruntime"}
+    assert profile["latency"]["cpu-eager"]["batch1"]["n"] == 30
+    assert profile["onnx"]["parity"]["ok"] is True
+    assert profile["size_bytes"]["state_dict"] == (run_dir / "state_dict.pt").stat().st_size
+    assert (run_dir / "confusion_matrix.csv").is_file()
+
+
+def test_profile_command_reprofiles_a_run_with_other_settings(run_dir, capsys):
+    assert main(["profile", str(run_dir), "--backends", "cpu-eager", "--samples", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "squeezenet_dsc" in out and "cpu-eager" in out and "top-1" in out
+    profile = read_profile(run_dir)
+    assert list(profile["latency"]) == ["cpu-eager"]
+    assert profile["latency"]["cpu-eager"]["batch1"]["n"] == 12
+    assert profile["config"]["resolved"]["threads"] == 2  # the run's own thread count
+
+
+def test_untrained_arch_profile_skips_cuda_with_a_reason(tmp_path, capsys):
+    out_dir = tmp_path / "vgg"
+    code = main(
+        ["profile", "--arch", "vgg19", "--num-classes", "100", "--out", str(out_dir),
+         "--data-dir", str(tmp_path / "data"), *FAST]
+    )  # fmt: skip
+    assert code == 0
+    profile = read_profile(out_dir)
+    assert profile["accuracy"] is None and profile["num_classes"] == 100
+    assert profile["params"]["trainable"] == 20_086_692
+    for backend in ("cpu-eager", "cpu-onnxruntime"):
+        assert profile["latency"][backend]["status"] == "ok"
+        assert profile["latency"][backend]["batch1"]["p50_ms"] > 0
+    if not torch.cuda.is_available():
+        for backend in ("cuda-eager", "cuda-naive", "cuda-onnxruntime"):
+            assert profile["latency"][backend]["status"] == "skipped"
+            assert "CUDA" in profile["latency"][backend]["reason"]
+        assert "cuda-eager skipped" in capsys.readouterr().out
+
+
+def _copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def _rewrite_best(run: Path, **changes) -> None:
+    state = torch.load(run / runs.BEST, weights_only=True)
+    state.update(changes)
+    torch.save(state, run / runs.BEST)
+
+
+def _expect_error(capsys, argv: list[str], message: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_run_without_checkpoint(run_dir, tmp_path, capsys):
+    run = _copy_run(run_dir, tmp_path)
+    (run / runs.BEST).unlink()
+    _expect_error(capsys, ["profile", str(run)], "has no best.pt")
+
+
+def test_checkpoint_for_another_arch_or_class_count(run_dir, tmp_path, capsys):
+    run = _copy_run(run_dir, tmp_path)
+    _rewrite_best(run, arch="mobilenet")
+    _expect_error(capsys, ["profile", str(run)], "arch='mobilenet', expected 'squeezenet_dsc'")
+    _rewrite_best(run, arch="squeezenet_dsc", num_classes=100)
+    _expect_error(capsys, ["profile", str(run)], "num_classes=100, expected 10")
+
+
+def test_checkpoint_whose_weights_do_not_fit(run_dir, tmp_path, capsys):
+    from architectures import create_arch
+
+    run = _copy_run(run_dir, tmp_path)
+    _rewrite_best(run, model=create_arch("squeezenet", num_classes=10).state_dict())
+    _expect_error(capsys, ["profile", str(run)], "does not fit squeezenet_dsc with 10 classes")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["profile", "--arch", "vgg19", "--backends", "cpu-eagr"], "did you mean 'cpu-eager'"),
+        (["profile", "--arch", "vgg19", "--samples", "zero"], "--samples takes positive"),
+        (["profile", "--arch", "vgg19", "--batch-sizes", "1,0"], "--batch-sizes takes positive"),
+        (["profile", "--arch", "vgg-19"], "did you mean 'vgg19'"),
+        (["profile"], "give a RUN_DIR"),
+        (["profile", "no-such-run"], "does not exist"),
+        (["run", "--backends", "gpu-eager"], "unknown backend 'gpu-eager'"),
+    ],
+)
+def test_bad_profile_input(tmp_path, capsys, argv, message):
+    _expect_error(capsys, [*argv, "--runs-dir", str(tmp_path / "runs")], message)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.json"))
