@@ -187,7 +187,7 @@ def _add_profile_parser(commands) -> None:
 
 def _add_run_parser(commands) -> None:
     from .data import AUGMENTATIONS
-    from .train import DEVICES, OPTIMIZERS, SCHEDULES, SELECT_ON, TrainConfig
+    from .train import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, SELECT_ON, TrainConfig
 
     defaults = TrainConfig()
     parser = commands.add_parser(
@@ -248,7 +248,15 @@ def _add_run_parser(commands) -> None:
     machine.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     machine.add_argument("--device", choices=DEVICES, help="default auto")
     machine.add_argument(
-        "--channels-last", action="store_true", default=None, help="channels_last memory format"
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels_last memory format (default on: faster convolutions on CPU)",
+    )
+    machine.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32 (default, the study) or bf16 autocast for the training step",
     )
     machine.add_argument(
         "--compile",

@@ -40,6 +40,7 @@ OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = (*PLATEAU_PRESETS, "early-stop")
 SELECT_ON = ("val", "test")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
 EXIT_INTERRUPTED = 130
 
 # The study trains for up to 200 epochs; digits is the offline demo and converges in a few.
@@ -91,7 +92,8 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     device: str = "auto"
-    channels_last: bool = False
+    channels_last: bool = True  # ~1.4x faster training steps on CPU (benchmarks/)
+    precision: str = "fp32"  # bf16 = autocast mixed precision for the training step
     compile: bool = False
 
     def resolved(self, data: ImageData) -> TrainConfig:
@@ -127,6 +129,7 @@ class TrainConfig:
             ("--schedule", self.schedule, SCHEDULES),
             ("--select-on", self.select_on, SELECT_ON),
             ("--device", self.device, DEVICES),
+            ("--precision", self.precision, PRECISIONS),
         ]
         if self.augment is not None:
             choices.append(("--augment", self.augment, AUGMENTATIONS))
@@ -346,8 +349,9 @@ class Trainer:
             for images, labels in self.train_loader:
                 if stop:
                     return None
-                logits = self.step_model(images)
-                loss = F.cross_entropy(logits, labels)
+                with self._autocast():
+                    logits = self.step_model(images)
+                    loss = F.cross_entropy(logits, labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -369,6 +373,12 @@ class Trainer:
             "epoch_seconds": seconds,
             "images_per_second": seen / seconds,
         }
+
+    def _autocast(self):
+        """bf16 mixed precision for the training step only; evaluation stays in fp32."""
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
+        )
 
     def _progress(self) -> Progress:
         return Progress(

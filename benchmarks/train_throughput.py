@@ -7,6 +7,10 @@ decoded images in memory as uint8 tensors and augments whole batches. Both train
 with the same optimizer on the same real CIFAR-10 JPEGs; we time a fixed number of steps after a
 warm-up and print images/s and the ratio.
 
+Variants of archbench: its defaults (fp32, channels_last), ``--no-channels-last`` (the in-memory
+pipeline alone), ``--precision bf16`` (autocast mixed precision) and, with ``--compile``,
+``torch.compile`` (which gets 15 warm-up steps, as it compiles on the first ones).
+
     python benchmarks/train_throughput.py                     # mini CIFAR-10 set, both networks
     python benchmarks/train_throughput.py --compile --steps 40
 """
@@ -14,6 +18,7 @@ warm-up and print images/s and the ratio.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tarfile
 import tempfile
@@ -81,15 +86,15 @@ def reference_images_per_second(
 
 
 def archbench_images_per_second(
-    arch: str, root: Path, steps: int, warmup: int, batch_size: int, compile: bool, data_dir: Path
+    arch: str, root: Path, steps: int, warmup: int, batch_size: int, data_dir: Path, **options
 ) -> float:
-    """archbench's own trainer, stepping the same number of batches."""
+    """archbench's own trainer (its defaults, or ``options``), stepping the same batches."""
     config = TrainConfig(
         arch=arch,
         dataset=f"imagefolder:{root}",
         batch_size=batch_size,
-        compile=compile,
         data_dir=str(data_dir),
+        **options,
     )
     data = load_data(DataConfig(dataset=config.dataset, data_dir=data_dir, val_fraction=0.1))
     config = config.resolved(data)
@@ -133,6 +138,7 @@ def main() -> None:
     parser.add_argument("--archs", default="squeezenet_dsc,squeezenet")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="median of this many loops")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
     parser.add_argument("--compile", action="store_true", help="also time archbench --compile")
@@ -146,25 +152,38 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = extract(args.archive, Path(scratch))
         data_dir = Path(scratch) / "cache"
-        print(
-            "| arch | reference img/s | archbench img/s | ratio |"
-            + (" archbench --compile img/s | ratio |" if args.compile else "")
-        )
-        print("|---|---:|---:|---:|" + ("---:|---:|" if args.compile else ""))
+        variants = {
+            "archbench": {},
+            "no channels_last": {"channels_last": False},
+            "bf16": {"precision": "bf16"},
+        }
+        if args.compile:
+            variants["compile"] = {"compile": True}
+        print("| arch | reference img/s | " + " | ".join(f"{v} img/s (ratio)" for v in variants))
+        print("|---|---:|" + "---:|" * len(variants))
         for arch in args.archs.split(","):
-            ref = reference_images_per_second(
-                arch, root, args.steps, args.warmup, args.batch_size, args.workers
-            )
-            ours = archbench_images_per_second(
-                arch, root, args.steps, args.warmup, args.batch_size, False, data_dir
-            )
-            line = f"| {arch} | {ref:.0f} | {ours:.0f} | {ours / ref:.2f}x |"
-            if args.compile:
-                compiled = archbench_images_per_second(
-                    arch, root, args.steps, args.warmup, args.batch_size, True, data_dir
+            # Repeats are interleaved (reference, variants, reference, ...) so a slow spell of
+            # the machine hits every loop alike; each figure is the median of its repeats.
+            rates: dict[str, list[float]] = {"reference": [], **{v: [] for v in variants}}
+            for _ in range(args.repeats):
+                rates["reference"].append(
+                    reference_images_per_second(
+                        arch, root, args.steps, args.warmup, args.batch_size, args.workers
+                    )
                 )
-                line += f" {compiled:.0f} | {compiled / ref:.2f}x |"
-            print(line, flush=True)
+                for name, options in variants.items():
+                    warmup = max(args.warmup, 15) if options.get("compile") else args.warmup
+                    rates[name].append(
+                        archbench_images_per_second(
+                            arch, root, args.steps, warmup, args.batch_size, data_dir, **options
+                        )
+                    )
+            ref = statistics.median(rates["reference"])
+            cells = []
+            for name in variants:
+                rate = statistics.median(rates[name])
+                cells.append(f"{rate:.0f} ({rate / ref:.2f}x)")
+            print(f"| {arch} | {ref:.0f} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
