@@ -6,7 +6,7 @@ with the median of ``torch.utils.benchmark.Timer("model(x)").blocked_autorange()
 interleaved repeat by repeat, so machine drift touches both. The ratio should sit in 0.9-1.1;
 the coefficient of variation (CV) of the profiler's p50 over the repeats says how repeatable it is.
 
-    PYTHONPATH=. python benchmarks/latency_fidelity.py --samples 300 --repeats 5 --threads 2
+    python benchmarks/latency_fidelity.py --samples 300 --repeats 5 --threads 2
 
 The input is one normalized CIFAR-10 test image when ``--images DIR`` points at an ImageFolder
 test split (e.g. the extracted ``cifar10-jpg-mini/test``), else a fixed-seed standard-normal
@@ -25,11 +25,9 @@ from pathlib import Path
 import torch
 import torch.utils.benchmark as benchmark
 
+from archbench.data import CIFAR_MEAN, CIFAR_STD
 from archbench.latency import measure_latency
 from archbench.sysinfo import describe_system
-
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
