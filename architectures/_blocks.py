@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch
 from torch import nn
 
 
@@ -65,3 +66,23 @@ class DepthwiseSeparable(nn.Sequential):
                 pointwise=ConvNormAct(in_chs, out_chs, 1),
             )
         )
+
+
+class FeaturesClassifier(nn.Module):
+    """A network as ``features`` then ``classifier``, with timm's forward_features/forward_head.
+
+    Subclasses build the two submodules; the split lets users take embeddings
+    (``forward_features``) or swap the head without touching the rest.
+    """
+
+    features: nn.Module
+    classifier: nn.Module
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

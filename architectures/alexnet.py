@@ -6,10 +6,9 @@ BatchNorm1d replaced the dropout of the two hidden fully connected layers.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from ._blocks import ConvNormAct
+from ._blocks import ConvNormAct, FeaturesClassifier
 from ._registry import register_arch
 
 PAPER = "Krizhevsky et al., ImageNet Classification with Deep CNNs, NeurIPS 2012"
@@ -18,7 +17,7 @@ PAPER = "Krizhevsky et al., ImageNet Classification with Deep CNNs, NeurIPS 2012
 CIFAR_LAYOUT: tuple[int | str, ...] = (64, "pool", 192, "pool", 384, 256, 256, "pool")
 
 
-class AlexNet(nn.Module):
+class AlexNet(FeaturesClassifier):
     """Five 3x3 convolutions with three pools, then three fully connected layers."""
 
     def __init__(
@@ -51,15 +50,6 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
         )
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_arch(

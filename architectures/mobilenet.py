@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._blocks import ConvNormAct, DepthwiseSeparable
+from ._blocks import ConvNormAct, DepthwiseSeparable, FeaturesClassifier
 from ._registry import register_arch
 
 PAPER = "Howard et al., MobileNets, arXiv:1704.04861 (2017)"
@@ -28,7 +28,7 @@ CIFAR_LAYOUT: tuple[tuple[int, int], ...] = (
 )
 
 
-class MobileNet(nn.Module):
+class MobileNet(FeaturesClassifier):
     """A 3x3 stem then a stack of depthwise-separable blocks, pooled into a linear classifier."""
 
     def __init__(
@@ -46,14 +46,8 @@ class MobileNet(nn.Module):
         self.pool = nn.Sequential(nn.AvgPool2d(2), nn.Flatten())
         self.classifier = nn.Linear(chs, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_arch(

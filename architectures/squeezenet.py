@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._blocks import ConvNormAct, DepthwiseSeparable
+from ._blocks import ConvNormAct, DepthwiseSeparable, FeaturesClassifier
 from ._registry import register_arch
 
 PAPER_SQUEEZENET = "Iandola et al., SqueezeNet, arXiv:1602.07360 (2016)"
@@ -60,7 +60,7 @@ CIFAR_LAYOUT: tuple[tuple[int, int, int, int] | str, ...] = (
 )
 
 
-class SqueezeNet(nn.Module):
+class SqueezeNet(FeaturesClassifier):
     """SqueezeNet for 32x32 images; ``fire`` picks the Fire variant."""
 
     def __init__(
@@ -95,15 +95,6 @@ class SqueezeNet(nn.Module):
             nn.AvgPool2d(4),
             nn.Flatten(),
         )
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_arch(

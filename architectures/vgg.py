@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from ._blocks import ConvNormAct
+from ._blocks import ConvNormAct, FeaturesClassifier
 from ._registry import register_arch
 
 PAPER = "Simonyan and Zisserman, Very Deep Convolutional Networks, arXiv:1409.1556 (2014)"
@@ -20,7 +19,7 @@ VGG19_LAYOUT: tuple[int | str, ...] = (
 )  # fmt: skip
 
 
-class VGG(nn.Module):
+class VGG(FeaturesClassifier):
     """3x3 conv-BN-ReLU stacks separated by max pools, then one linear classifier."""
 
     def __init__(self, layout, *, num_classes: int = 10, in_channels: int = 3) -> None:
@@ -35,15 +34,6 @@ class VGG(nn.Module):
                 chs = row
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(chs, num_classes))
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_arch(
