@@ -34,7 +34,7 @@ from torch import nn
 
 from architectures import create_arch
 
-from . import files, runs
+from . import exclusive, files, runs
 from .complexity import count_macs, count_parameters, macs_by_layer
 from .data import DataConfig, load_data, normalize
 from .errors import ArchbenchError
@@ -341,12 +341,12 @@ def profile_model(
         for backend, result in latency.items()
         if result.ok and result.batch1 is not None and backend not in NO_ROOFLINE
     }
+    bytes_moved = min_bytes_moved(model, input_shape, num_classes)
     peak = {
         device: _peak(config, device, threads, macs, measured, say)
         for device in dict.fromkeys(device_of(backend) for backend in measured)
     }
     rooflines: dict[str, Any] = {}
-    bytes_moved = min_bytes_moved(model, input_shape, num_classes)
     for backend, result in measured.items():
         device = device_of(backend)
         if macs is None:
@@ -400,17 +400,19 @@ def profile_model(
 
 
 def _peak(config, device, threads, macs, measured, say) -> dict[str, Any]:
-    """The device's cached peak, measured again if a network beat it.
+    """The device's cached peak, probed again (once) if a measured network beat its FLOP/s.
 
-    A peak probed while the machine was busy is too low, and a cached one would then make every
-    later profile report more than 100% of peak; beating the peak is the sign to re-probe.
+    A peak probed while the machine was busy is too low, and a cached one would then report
+    more than 100% of peak for every later profile. (Only the compute side is checked: a network
+    whose weights partly stay in the last-level cache between calls can legitimately run below
+    the memory bound, which assumes every weight comes from DRAM.)
     """
     say(f"{device} peak (cached per machine)")
     try:
         peak = cached_peak(config.peak_cache_dir, device, threads)
         fastest = min(r.batch1.p50_ms for b, r in measured.items() if device_of(b) == device)
         if macs is not None and 2.0 * macs / (fastest * 1e-3) / 1e9 > peak.gflops:
-            say(f"{device} peak below a measured network: probing it again")
+            say(f"{device}: a network beat the cached FLOP/s peak; probing it again")
             peak = cached_peak(config.peak_cache_dir, device, threads, refresh=True)
         return peak.to_dict()
     except Exception as error:
@@ -513,6 +515,18 @@ def _say(console, quiet: bool) -> Callable[[str], None]:
     return lambda line: console.print(f"[dim]{escape(line)}[/]", highlight=False)
 
 
+def _profile_alone(say: Callable[[str], None], model: nn.Module, **options) -> dict[str, Any]:
+    """:func:`profile_model` holding this node alone (no training epoch of any archbench job
+    runs meanwhile); ``profile.json`` records when, and how long it waited for the node."""
+    record: dict[str, Any] = {}
+    say("waiting for this node to be free of other archbench jobs")
+    with exclusive.measuring(record):
+        profile = profile_model(model, progress=say, **options)
+    profile["exclusive"] = record
+    files.write_json(Path(options["out_dir"]) / runs.PROFILE, _json_safe(profile))
+    return profile
+
+
 def profile_run(
     run_dir: Path,
     config: ProfileConfig = ProfileConfig(),
@@ -558,7 +572,8 @@ def profile_run(
         config = replace(config, threads=int(train["threads"]))
     say = _say(console, quiet)
     say(f"profiling {best['arch']} from {best_path} (epoch {best.get('epoch')})")
-    profile = profile_model(
+    profile = _profile_alone(
+        say,
         model,
         arch=best["arch"],
         num_classes=best["num_classes"],
@@ -567,7 +582,6 @@ def profile_run(
         labels=labels,
         class_names=classes or best.get("classes"),
         config=config,
-        progress=say,
     )
     if not quiet:
         print_summary(profile, console)
@@ -602,14 +616,14 @@ def profile_untrained(
     )
     say = _say(console, quiet)
     say(f"profiling untrained {arch} ({num_classes} classes) on {dataset} test images -> {out_dir}")
-    profile = profile_model(
+    profile = _profile_alone(
+        say,
         model,
         arch=arch,
         num_classes=num_classes,
         out_dir=out_dir,
         samples=images,
         config=config,
-        progress=say,
     )
     if not quiet:
         print_summary(profile, console)

@@ -3,10 +3,10 @@
 :func:`measure_peak` probes what this machine can do: fp32 FLOP/s from a large square matmul
 (``2 n^3`` FLOPs, best of several) and, on the CPU, from a large 1x1 convolution in PyTorch and in
 ONNX Runtime (the best probe is the peak: one BLAS library alone can be far from the hardware's
-limit), and memory bandwidth from a large tensor copy (bytes read plus bytes written, best of
-several: the STREAM "copy" convention, which does not count the extra read a write-allocate
-cache may do). :func:`cached_peak` keeps the result per machine, device, thread count and
-library versions, because the probe costs seconds and the answer rarely changes.
+limit), and memory bandwidth as the best of a large tensor copy (bytes read plus bytes written:
+the STREAM "copy" convention) and a large matrix-vector product in PyTorch and ONNX Runtime
+(the matrix read once: what batch-1 inference of a big classifier does, and the access pattern
+the libraries stream fastest).
 
 :func:`roofline` then says how far a network's measured p50 is from the fastest time the peaks
 allow. The bytes a forward pass must move are estimated by :func:`min_bytes_moved` as the
@@ -42,7 +42,7 @@ CONV_SHAPE = (4, 512, 32, 32)  # CPU 1x1-convolution probe: 2.1 GFLOP per call
 @dataclass(frozen=True)
 class MachinePeak:
     gflops: float  # fp32, best of the probes (see measure_peak)
-    gbps: float  # GB/s (1e9 bytes), read + write of a tensor copy
+    gbps: float  # GB/s (1e9 bytes), best of the bandwidth probes
     device: str
     threads: int | None
     matmul_n: int
@@ -50,12 +50,15 @@ class MachinePeak:
     measured_at: str
     device_name: str | None = None
     probes: dict[str, float] = field(default_factory=dict)  # GFLOP/s of each probe
+    bandwidth_probes: dict[str, float] = field(default_factory=dict)  # GB/s of each probe
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MachinePeak:
+        if "bandwidth_probes" not in data:
+            raise ValueError("a peak from before the bandwidth probes: measure again")
         fields = cls.__dataclass_fields__
         return cls(**{key: value for key, value in data.items() if key in fields})
 
@@ -108,8 +111,6 @@ def _torch_conv_seconds(shape, repeats: int) -> float:
 
 
 def _ort_conv_seconds(shape, threads: int, repeats: int) -> float:
-    import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     x, weight = _conv_input(shape)
@@ -120,6 +121,16 @@ def _ort_conv_seconds(shape, threads: int, repeats: int) -> float:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x.shape))],
         [numpy_helper.from_array(weight.numpy(), "w")],
     )
+    session = _ort_session(graph, threads)
+    feed = {"x": x.numpy()}
+    return _best_seconds_cpu(lambda: session.run(None, feed), repeats)
+
+
+def _ort_session(graph, threads: int):
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 8)
     onnx.checker.check_model(model)
@@ -127,17 +138,46 @@ def _ort_conv_seconds(shape, threads: int, repeats: int) -> float:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
+    return ort.InferenceSession(
         model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
     )
-    feed = {"x": x.numpy()}
-    return _best_seconds_cpu(lambda: session.run(None, feed), repeats)
 
 
 def _copy_seconds(device: str, numel: int, best, repeats: int) -> float:
     src = torch.ones(numel, device=device)
     dst = torch.empty_like(src)
     return best(lambda: dst.copy_(src), repeats)
+
+
+def _gemv_matrix(numel: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A square fp32 matrix of about ``numel`` elements and a vector: a classifier at batch 1."""
+    side = int(numel**0.5)
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(side, side, generator=generator), torch.rand(side, generator=generator)
+
+
+def _torch_gemv_seconds(device: str, numel: int, best, repeats: int) -> tuple[float, int]:
+    matrix, vector = (t.to(device) for t in _gemv_matrix(numel))
+    with torch.inference_mode():
+        return best(lambda: torch.mv(matrix, vector), repeats), matrix.numel() * 4
+
+
+def _ort_gemv_seconds(numel: int, threads: int, repeats: int) -> tuple[float, int]:
+    """Reading a large weight once per call, as batch-1 inference of a big classifier does."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    matrix, vector = _gemv_matrix(numel)
+    side = matrix.shape[0]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "peak_gemv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, side])],
+        [numpy_helper.from_array(matrix.numpy(), "w")],
+    )
+    session = _ort_session(graph, threads)
+    feed = {"x": vector.numpy()[None, :]}
+    return _best_seconds_cpu(lambda: session.run(None, feed), repeats), matrix.numel() * 4
 
 
 def measure_peak(
@@ -186,13 +226,23 @@ def measure_peak(
                 probes["onnxruntime_conv1x1"] = conv_flops / seconds / 1e9
             except ImportError:
                 pass  # no ONNX Runtime here: its probe is simply not part of the peak
+        bandwidth: dict[str, float] = {}
         copy_s = _copy_seconds(device, nbytes // 4, best, repeats)
+        bandwidth["torch_copy"] = 2 * (nbytes // 4) * 4 / copy_s / 1e9
+        seconds, read = _torch_gemv_seconds(device, nbytes // 4, best, repeats)
+        bandwidth["torch_gemv"] = read / seconds / 1e9
+        if device == "cpu":
+            try:
+                seconds, read = _ort_gemv_seconds(nbytes // 4, used_threads, repeats)
+                bandwidth["onnxruntime_gemv"] = read / seconds / 1e9
+            except ImportError:
+                pass
     finally:
         torch.set_num_threads(previous)
     name = torch.cuda.get_device_name(0) if device == "cuda" else None
     return MachinePeak(
         gflops=max(probes.values()),
-        gbps=2 * (nbytes // 4) * 4 / copy_s / 1e9,
+        gbps=max(bandwidth.values()),
         device=device,
         threads=used_threads,
         matmul_n=n,
@@ -200,6 +250,7 @@ def measure_peak(
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         device_name=name,
         probes=probes,
+        bandwidth_probes=bandwidth,
     )
 
 

@@ -488,6 +488,8 @@ def test_measure_peak_small_real_probe():
     assert peak.threads == 1 and peak.gflops > 0 and peak.gbps > 0
     assert set(peak.probes) >= {"torch_matmul", "torch_conv1x1"}
     assert peak.gflops == max(peak.probes.values())
+    assert set(peak.bandwidth_probes) >= {"torch_copy", "torch_gemv", "onnxruntime_gemv"}
+    assert peak.gbps == max(peak.bandwidth_probes.values())
     assert MachinePeak.from_dict(json.loads(json.dumps(peak.to_dict()))) == peak
 
 
