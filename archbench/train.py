@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from architectures import create_arch
 
-from . import files, runs
+from . import exclusive, files, runs
 from .data import AUGMENTATIONS, BatchLoader, DataConfig, ImageData, Split, load_data
 from .errors import ArchbenchError
 from .schedule import (
@@ -425,14 +425,15 @@ class Trainer:
         """Train until the schedule stops it, ``max_epochs``, or a signal; return the status."""
         while self.epoch < self.config.max_epochs:
             lr = self.optimizer.param_groups[0]["lr"]
-            stats = self.train_one_epoch(stop)
-            if stats is None:
-                return "interrupted"
-            self.epoch += 1
-            row = {"epoch": self.epoch, **stats, "lr": lr}
-            for split in self._splits_to_watch():
-                figures = self.evaluate(split)
-                row[f"{split}_loss"], row[f"{split}_acc"] = figures["loss"], figures["top1"]
+            with exclusive.computing():  # a profile on this node waits for the epoch to end
+                stats = self.train_one_epoch(stop)
+                if stats is None:
+                    return "interrupted"
+                self.epoch += 1
+                row = {"epoch": self.epoch, **stats, "lr": lr}
+                for split in self._splits_to_watch():
+                    figures = self.evaluate(split)
+                    row[f"{split}_loss"], row[f"{split}_acc"] = figures["loss"], figures["top1"]
             signal_value = row["train_loss"] if self.config.schedule != "early-stop" else None
             action = self.schedule.step(
                 signal_value if signal_value is not None else row["val_loss"]

@@ -134,3 +134,23 @@ def test_checkpoint_whose_weights_do_not_fit(run_dir, tmp_path, capsys):
 def test_bad_profile_input(tmp_path, capsys, argv, message):
     _expect_error(capsys, [*argv, "--runs-dir", str(tmp_path / "runs")], message)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.json"))
+
+
+def test_run_on_the_real_cifar10_jpegs(cifar10_mini, tmp_path):
+    """`archbench run --dataset imagefolder:<cifar10-jpg-mini>`: trains, evaluates, profiles."""
+    runs_dir = tmp_path / "runs"
+    code = main(
+        ["run", "--arch", "squeezenet_dsc", "--dataset", f"imagefolder:{cifar10_mini}",
+         "--max-epochs", "1", "--runs-dir", str(runs_dir), "--data-dir", str(tmp_path / "data"),
+         "--quiet", "--backends", "cpu", *FAST]
+    )  # fmt: skip
+    assert code == 0
+    (run,) = runs_dir.iterdir()
+    assert run.name.endswith("-squeezenet_dsc-imagefolder-cifar10-jpg-mini")
+    config = json.loads((run / runs.CONFIG).read_text())
+    assert config["train"]["augment"] == "crop-flip"
+    assert config["data"]["train"] + config["data"]["val"] == 2000
+    assert config["data"]["classes"][:2] == ["airplane", "automobile"]
+    profile = read_profile(run)
+    assert profile["accuracy"]["n"] == 1000 and len(profile["accuracy"]["per_class"]) == 10
+    assert profile["onnx"]["parity"]["ok"] is True

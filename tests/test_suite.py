@@ -1,0 +1,162 @@
+"""Suites on digits: finish, interrupt and rerun, retry a failing run, Ray, exclusive profiling."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from archbench import exclusive, runs
+from archbench.errors import ArchbenchError
+from archbench.profile import ProfileConfig
+from archbench.suite import SUITE_FILE, parse_set, plan, run_suite
+
+FAST = ["--samples", "20", "--warmup", "2", "--batch-sizes", "1", "--backends", "cpu"]
+FAST_PROFILE = ProfileConfig(backends=("cpu-eager", "cpu-onnxruntime"), samples=20, warmup=2,
+                             batch_sizes=(1,))  # fmt: skip
+TWO = "squeezenet_dsc,squeezenet"
+
+
+def suite_command(suite_dir: Path, data_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "archbench", "suite", "--preset", "souza2020",
+            "--datasets", "digits", "--archs", TWO, "--set", "max_epochs=1", "--quiet",
+            "--runs-dir", str(suite_dir), "--data-dir", str(data_dir), *FAST]  # fmt: skip
+
+
+def profile_window(run_dir: Path) -> tuple[datetime, datetime]:
+    record = json.loads((run_dir / runs.PROFILE).read_text())["exclusive"]
+    assert record["exclusive"] is True
+    return (datetime.fromisoformat(record["held_from"]),
+            datetime.fromisoformat(record["held_until"]))  # fmt: skip
+
+
+def test_interrupted_suite_resumes_without_redoing_complete_runs(tmp_path):
+    suite_dir, data_dir = tmp_path / "suite", tmp_path / "data"
+    process = subprocess.Popen(suite_command(suite_dir, data_dir), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(suite_dir.glob("*/profile.json")):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    state = json.loads((suite_dir / SUITE_FILE).read_text())["entries"]
+    first = state["squeezenet_dsc-digits"]
+    assert first["status"] == "complete"
+    assert state["squeezenet-digits"]["status"] in ("queued", "interrupted")
+    first_profile = (Path(first["run_dir"]) / runs.PROFILE).read_bytes()
+
+    rerun = subprocess.run(suite_command(suite_dir, data_dir), capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    state = json.loads((suite_dir / SUITE_FILE).read_text())["entries"]
+    assert {k: v["status"] for k, v in state.items()} == {
+        "squeezenet_dsc-digits": "complete",
+        "squeezenet-digits": "complete",
+    }
+    # The complete run was not redone: same directory, same profile, no second dsc run.
+    assert state["squeezenet_dsc-digits"]["run_dir"] == first["run_dir"]
+    assert (Path(first["run_dir"]) / runs.PROFILE).read_bytes() == first_profile
+    assert len(list(suite_dir.glob("*-squeezenet_dsc-digits"))) == 1
+    report = (suite_dir / "report.md").read_text()
+    assert "| squeezenet_dsc " in report and "| squeezenet " in report
+
+
+def test_failing_run_is_retried_then_reported_with_its_reason(tmp_path):
+    suite_file = tmp_path / "grid.toml"
+    suite_file.write_text(
+        'archs = ["squeezenet_dsc"]\ndatasets = ["digits"]\n'
+        f'[set]\nmax_epochs = 1\ndata_dir = "{tmp_path / "data"}"\n'
+        '[[runs]]\narch = "squeezenet"\ndataset = "digits"\nset = { lr = -1.0 }\n'
+    )
+    name, entries = plan(file=suite_file)
+    outcome = run_suite(entries, tmp_path / "suite", name=name, retries=1,
+                        profile_config=FAST_PROFILE, quiet=True)  # fmt: skip
+    good, bad = outcome.entries["squeezenet_dsc-digits"], outcome.entries["squeezenet-digits"]
+    assert good.status == "complete" and good.attempts == 1
+    assert bad.status == "failed" and bad.attempts == 2
+    assert "--lr must be positive" in bad.error
+    assert outcome.exit_code == 1 and outcome.report is not None
+    assert "| squeezenet_dsc " in outcome.report.read_text()
+
+
+def test_ray_backend_runs_the_same_suite_and_profiles_alone(tmp_path):
+    ray = pytest.importorskip("ray")
+    _, entries = plan(preset="souza2020", datasets="digits", archs=TWO,
+                      overrides={"max_epochs": 1, "data_dir": str(tmp_path / "data")})  # fmt: skip
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        outcome = run_suite(entries, tmp_path / "suite", name="souza2020", backend="ray",
+                            profile_config=FAST_PROFILE, quiet=True)  # fmt: skip
+    finally:
+        ray.shutdown()
+    assert {k: e.status for k, e in outcome.entries.items()} == {
+        "squeezenet_dsc-digits": "complete",
+        "squeezenet-digits": "complete",
+    }
+    (a_start, a_end), (b_start, b_end) = (
+        profile_window(Path(e.run_dir)) for e in outcome.entries.values()
+    )
+    assert a_end <= b_start or b_end <= a_start, "two profiles on one node overlapped"
+
+
+def test_a_profile_waits_for_a_running_epoch(tmp_path, monkeypatch):
+    monkeypatch.setenv(exclusive.LOCK_DIR_ENV, str(tmp_path))
+    released = threading.Event()
+    holding = threading.Event()
+
+    def epoch():
+        with exclusive.computing():
+            holding.set()
+            time.sleep(0.5)
+            released.set()
+
+    worker = threading.Thread(target=epoch)
+    worker.start()
+    holding.wait(5)
+    record: dict = {}
+    with exclusive.measuring(record):
+        assert released.is_set(), "the profile started while an epoch held the node"
+    worker.join()
+    assert record["waited_s"] >= 0.3 and record["held_until"] >= record["held_from"]
+
+
+def test_set_overrides_are_typed_and_checked():
+    assert parse_set(["max_epochs=5", "lr=1e-3", "augment=none", "channels-last=false"]) == {
+        "max_epochs": 5,
+        "lr": 0.001,
+        "augment": "none",
+        "channels_last": False,
+    }
+    assert parse_set(["lr=1"]) == {"lr": 1.0}
+    for item, message in [
+        ("max_epoch=5", "did you mean 'max_epochs'"),
+        ("max_epochs=five", "takes a int"),
+        ("compile=maybe", "true or false"),
+        ("arch=vgg19", "decided by the suite"),
+        ("lr", "key=value"),
+    ]:
+        with pytest.raises(ArchbenchError, match=message):
+            parse_set([item])
+
+
+def test_plans_from_presets_and_filters(tmp_path):
+    name, entries = plan(preset="souza2020")
+    assert name == "souza2020" and len(entries) == 10
+    _, entries = plan(preset="souza2020", datasets="digits", archs="squeezenet*")
+    assert [e.key for e in entries] == ["squeezenet_dsc-digits", "squeezenet-digits"]
+    with pytest.raises(ArchbenchError, match="unknown preset"):
+        plan(preset="smith99")
+    with pytest.raises(ArchbenchError, match="empty"):
+        plan(preset="souza2020", archs="resnet*")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("archs = [\n")
+    with pytest.raises(ArchbenchError, match="not valid"):
+        plan(file=broken)
