@@ -334,7 +334,7 @@ def profile_model(
         if result.ok and result.batch1 is not None:
             say(f"  {backend}: p50 {result.batch1.p50_ms:.3f} ms")
         else:
-            say(f"  {backend}: {result.status}: {result.reason}")
+            say(f"  {backend}: {result.status} (reason in the summary)")
 
     measured = {
         backend: result
