@@ -486,7 +486,11 @@ def _run_ray(
             '--backend ray needs Ray: pip install "archbench[ray]" (or pip install ray)'
         ) from None
     if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            where = address or "a new local instance"
+            raise ArchbenchError(f"could not start or reach Ray at {where}: {error}") from None
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_entry)
     in_flight: dict[Any, str] = {}
 
