@@ -212,7 +212,7 @@ def _save_state_dict(model: nn.Module, path: Path) -> int:
 # ------------------------------------------------------------------------------ profile
 
 
-def profile_model(
+def _measure(
     model: nn.Module,
     *,
     arch: str,
@@ -225,21 +225,7 @@ def profile_model(
     config: ProfileConfig = ProfileConfig(),  # noqa: B008  (frozen, so a shared default is safe)
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Measure ``model`` and write its profile directory; return what ``profile.json`` holds.
-
-    Args:
-        model: the trained network (left on its device, its training flag restored).
-        arch: architecture name recorded in the profile.
-        num_classes: number of output classes.
-        out_dir: directory to write into (created if needed).
-        samples: real, normalized float32 test images ``(N, 3, 32, 32)`` for latency (the first
-            ``config.samples``) and ONNX parity (the first ``config.parity_samples``).
-        labels: when given, accuracy is computed on ``eval_images`` (default: ``samples``).
-        eval_images: images matching ``labels``.
-        class_names: names for per-class figures (default ``"0"``, ``"1"``, ...).
-        config: what to measure and how.
-        progress: called with a short status line before each stage.
-    """
+    """Every figure of :func:`profile_model`, measured; the CSVs, ONNX and state dict written."""
     say = progress or (lambda line: None)
     started_at = _now()
     backends = parse_backends(config.backends)
@@ -392,10 +378,61 @@ def profile_model(
         "started_at": started_at,
         "finished_at": _now(),
     }
-    profile = _json_safe(profile)
+    return profile
+
+
+def profile_model(
+    model: nn.Module,
+    *,
+    arch: str,
+    num_classes: int,
+    out_dir: Path,
+    samples: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    eval_images: torch.Tensor | None = None,
+    class_names: list[str] | None = None,
+    config: ProfileConfig = ProfileConfig(),  # noqa: B008  (frozen, so a shared default is safe)
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure ``model`` and write its profile directory; return what ``profile.json`` holds.
+
+    Args:
+        model: the trained network (left on its device, its training flag restored).
+        arch: architecture name recorded in the profile.
+        num_classes: number of output classes.
+        out_dir: directory to write into (created if needed).
+        samples: real, normalized float32 test images ``(N, 3, 32, 32)`` for latency (the first
+            ``config.samples``) and ONNX parity (the first ``config.parity_samples``).
+        labels: when given, accuracy is computed on ``eval_images`` (default: ``samples``).
+        eval_images: images matching ``labels``.
+        class_names: names for per-class figures (default ``"0"``, ``"1"``, ...).
+        config: what to measure and how.
+        progress: called with a short status line before each stage.
+
+    The measurement holds this machine alone among archbench jobs (no training epoch runs
+    meanwhile, see :mod:`archbench.exclusive`); ``exclusive`` in the profile says when, and how
+    long it waited for that.
+    """
+    say = progress or (lambda line: None)
+    record: dict[str, Any] = {}
+    say("waiting for this node to be free of other archbench jobs")
+    with exclusive.measuring(record):
+        profile = _measure(
+            model,
+            arch=arch,
+            num_classes=num_classes,
+            out_dir=out_dir,
+            samples=samples,
+            labels=labels,
+            eval_images=eval_images,
+            class_names=class_names,
+            config=config,
+            progress=progress,
+        )
+    profile = _json_safe({**profile, "exclusive": record})
     text = json.dumps(profile, indent=2, allow_nan=False) + "\n"
-    files.write_bytes(out_dir / "profile.json", text.encode())
-    say(f"wrote {out_dir / 'profile.json'}")
+    files.write_bytes(Path(out_dir) / runs.PROFILE, text.encode())
+    say(f"wrote {Path(out_dir) / runs.PROFILE}")
     return profile
 
 
@@ -515,18 +552,6 @@ def _say(console, quiet: bool) -> Callable[[str], None]:
     return lambda line: console.print(f"[dim]{escape(line)}[/]", highlight=False)
 
 
-def _profile_alone(say: Callable[[str], None], model: nn.Module, **options) -> dict[str, Any]:
-    """:func:`profile_model` holding this node alone (no training epoch of any archbench job
-    runs meanwhile); ``profile.json`` records when, and how long it waited for the node."""
-    record: dict[str, Any] = {}
-    say("waiting for this node to be free of other archbench jobs")
-    with exclusive.measuring(record):
-        profile = profile_model(model, progress=say, **options)
-    profile["exclusive"] = record
-    files.write_json(Path(options["out_dir"]) / runs.PROFILE, _json_safe(profile))
-    return profile
-
-
 def profile_run(
     run_dir: Path,
     config: ProfileConfig = ProfileConfig(),
@@ -572,8 +597,7 @@ def profile_run(
         config = replace(config, threads=int(train["threads"]))
     say = _say(console, quiet)
     say(f"profiling {best['arch']} from {best_path} (epoch {best.get('epoch')})")
-    profile = _profile_alone(
-        say,
+    profile = profile_model(
         model,
         arch=best["arch"],
         num_classes=best["num_classes"],
@@ -582,6 +606,7 @@ def profile_run(
         labels=labels,
         class_names=classes or best.get("classes"),
         config=config,
+        progress=say,
     )
     if not quiet:
         print_summary(profile, console)
@@ -616,14 +641,14 @@ def profile_untrained(
     )
     say = _say(console, quiet)
     say(f"profiling untrained {arch} ({num_classes} classes) on {dataset} test images -> {out_dir}")
-    profile = _profile_alone(
-        say,
+    profile = profile_model(
         model,
         arch=arch,
         num_classes=num_classes,
         out_dir=out_dir,
         samples=images,
         config=config,
+        progress=say,
     )
     if not quiet:
         print_summary(profile, console)

@@ -275,14 +275,13 @@ def study_dataset(dataset: str, num_classes: int) -> str | None:
     return None
 
 
-def study_comparison(records: Sequence[RunRecord], study: str) -> pd.DataFrame:
+def study_comparison(table: pd.DataFrame, study: str) -> pd.DataFrame:
     """Our figures next to the study's, network by network.
 
     Parameter counts are compared with the study's row for the same class count (they do not
     depend on the data); accuracy and size only where the run's dataset is the study's.
     """
     published = load_study(study)
-    table = run_table(records)
     rows = []
     for _, row in table.iterrows():
         same_data = study_dataset(row["dataset"], row["num_classes"])
@@ -312,10 +311,9 @@ def study_comparison(records: Sequence[RunRecord], study: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def study_latency_ratios(records: Sequence[RunRecord], study: str, baseline: str) -> pd.DataFrame:
+def study_latency_ratios(table: pd.DataFrame, study: str, baseline: str) -> pd.DataFrame:
     """Latency as ratios to ``baseline`` (hardware differs, ratios travel): study's and ours."""
     published = load_study(study)
-    table = run_table(records)
     rows = []
     for dataset, group in table.groupby("dataset", sort=False):
         num_classes = int(group["num_classes"].iloc[0])
@@ -369,7 +367,9 @@ def _figure_name(stem: str, *parts: str) -> str:
     return "-".join([stem, *(runs.slug(part) for part in parts)]) + ".png"
 
 
-def write_figures(records: Sequence[RunRecord], out_dir: Path, stem: str) -> list[Path]:
+def write_figures(
+    records: Sequence[RunRecord], table: pd.DataFrame, out_dir: Path, stem: str
+) -> list[Path]:
     """Training curves per run, and accuracy against params and latency per dataset."""
     import matplotlib
 
@@ -405,7 +405,6 @@ def write_figures(records: Sequence[RunRecord], out_dir: Path, stem: str) -> lis
         plt.close(fig)
         written.append(path)
 
-    table = run_table(records)
     if table.empty:
         return written
     latency_column = next(
@@ -525,6 +524,7 @@ def study_shaped_table(group: pd.DataFrame) -> pd.DataFrame:
 
 def render_markdown(
     records: Sequence[RunRecord],
+    table: pd.DataFrame,
     *,
     title: str,
     baseline: str,
@@ -532,7 +532,7 @@ def render_markdown(
     figures: Sequence[Path] = (),
     notes: Sequence[str] = (),
 ) -> str:
-    table = run_table(records)
+    """The page: ``table`` is :func:`run_table` of ``records`` (which also name incomplete runs)."""
     lines = [f"# {title}", "", *_conditions(records), *[f"- {note}" for note in notes], ""]
     incomplete = [r for r in records if not r.complete]
     if table.empty:
@@ -571,7 +571,7 @@ def render_markdown(
                 "",
             ]
     if study and not table.empty:
-        comparison = study_comparison(records, study)
+        comparison = study_comparison(table, study)
         lines += [f"## Compared with the study ({study})", ""]
         if comparison.empty:
             lines += ["No run matches a network of the study.", ""]
@@ -583,7 +583,7 @@ def render_markdown(
                 _markdown(comparison, 2),
                 "",
             ]
-        ratios = study_latency_ratios(records, study, baseline)
+        ratios = study_latency_ratios(table, study, baseline)
         if not ratios.empty:
             lines += ["Latency as ratios (hardware differs; ratios travel):", ""]
             lines += [_markdown(ratios, 2), ""]
@@ -617,9 +617,10 @@ def write_report(
     """Write the markdown page and its PNG figures beside it; return their paths."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figures = write_figures(records, out.parent, out.stem)
+    table = run_table(records)
+    figures = write_figures(records, table, out.parent, out.stem)
     text = render_markdown(
-        records, title=title, baseline=baseline, study=study, figures=figures, notes=notes
+        records, table, title=title, baseline=baseline, study=study, figures=figures, notes=notes
     )
     files.write_text(out, text)
     return out, figures

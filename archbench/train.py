@@ -576,12 +576,13 @@ def train_run(
     torch.set_num_threads(config.threads or torch.get_num_threads())
     data = _load_data(config)
     config = config.resolved(data)
+    sizes = _describe_data(data)
     if resume is None:
         create_arch(config.arch, num_classes=data.num_classes)  # unknown arch fails here
         run_dir = runs.new_run_dir(Path(config.runs_dir), config.arch, config.dataset)
         files.write_json(
             run_dir / runs.CONFIG,
-            {"train": asdict(config), "data": _describe_data(data), "system": describe_system()},
+            {"train": asdict(config), "data": sizes, "system": describe_system()},
         )
     log = RunLog(run_dir / runs.LOG, console, quiet)
     trainer = Trainer(config, data, run_dir, log, console)
@@ -590,7 +591,6 @@ def train_run(
         log(f"resuming {run_dir} after epoch {trainer.epoch}")
     else:
         trainer.save_last()  # so a run interrupted in its first epoch can still be resumed
-        sizes = _describe_data(data)
         log(
             f"training {config.arch} on {data.name} ({sizes['train']} train, {sizes['val']} val, "
             f"{sizes['test']} test images) on {config.device} -> {run_dir}"

@@ -147,7 +147,7 @@ def test_study_comparison_finds_all_five_parameter_counts_equal(runs_dir):
             params = count_parameters(create_arch(arch, num_classes=classes)).trainable
             profile = {"params": {"trainable": params}, "size_bytes": {"state_dict": None}}
             records.append(RunRecord(template.path, config, template.result, profile, []))
-    comparison = study_comparison(records, "souza2020")
+    comparison = study_comparison(run_table(records), "souza2020")
     assert len(comparison) == 10 and comparison["params_equal"].all()
     # Digits is not the study's dataset: accuracy is not compared, parameters are.
     assert comparison["study_top1_pct"].isna().all()
