@@ -353,7 +353,8 @@ def _cmd_suite(args: argparse.Namespace, console: Console) -> int:
     overrides = parse_set(args.set or [])
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
-    TrainConfig(**overrides).validate()  # a bad --set fails now, not once per run
+    settings = {k: v for k, v in overrides.items() if k != "seeds"}
+    TrainConfig(**settings).validate()  # a bad --set fails now, not once per run
     name, entries = plan(
         preset=args.preset,
         file=Path(args.file) if args.file else None,

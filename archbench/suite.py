@@ -61,11 +61,18 @@ class SuiteEntry:
 
     @property
     def key(self) -> str:
-        return f"{runs.slug(self.arch)}-{runs.slug(self.dataset)}"
+        key = f"{runs.slug(self.arch)}-{runs.slug(self.dataset)}"
+        # Runs that differ only in seed are one group; each seed is its own run.
+        return f"{key}-s{self.overrides['seed']}" if self.seeded else key
+
+    @property
+    def seeded(self) -> bool:
+        return bool(self.overrides.get("_seeded"))
 
     def train_config(self, suite_dir: Path) -> TrainConfig:
+        settings = {k: v for k, v in self.overrides.items() if not k.startswith("_")}
         return TrainConfig(
-            arch=self.arch, dataset=self.dataset, runs_dir=str(suite_dir), **self.overrides
+            arch=self.arch, dataset=self.dataset, runs_dir=str(suite_dir), **settings
         )
 
 
@@ -95,6 +102,9 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise ArchbenchError(f"--set takes key=value, got {item!r}")
+        if key == "seeds":  # expanded by plan(): one run per seed
+            overrides[key] = _seeds(text)
+            continue
         if key in RESERVED:
             raise ArchbenchError(
                 f"--set {key}=... is decided by the suite (use --archs/--datasets)"
@@ -154,25 +164,34 @@ def plan(
     else:
         spec, name = _read_suite_file(Path(file)), Path(file).stem
     base = dict(spec.get("set", {}))
+    base_seeds = _seeds(spec.get("seeds"))
     # --datasets replaces the plan's datasets (any dataset: digits gives a quick offline pass).
     wanted = _split(datasets) if datasets else _listed(spec.get("datasets", ()), "datasets")
     entries = [
-        SuiteEntry(arch, dataset, base)
+        entry
         for dataset in wanted
         for arch in _expand_archs(spec.get("archs", ()))
+        for entry in _seeded(SuiteEntry(arch, dataset, base), base_seeds)
     ]
     for extra in spec.get("runs", ()):
-        if not isinstance(extra, dict) or "arch" not in extra or "dataset" not in extra:
-            raise ArchbenchError(f"every [[runs]] entry needs arch and dataset: {extra}")
-        if datasets and extra["dataset"] not in wanted:
-            continue
-        entries.append(
-            SuiteEntry(extra["arch"], extra["dataset"], base | dict(extra.get("set", {})))
-        )
+        if not isinstance(extra, dict) or "arch" not in extra:
+            raise ArchbenchError(f"every [[runs]] entry needs an arch: {extra}")
+        # An entry without a dataset runs on each of the plan's datasets.
+        extra_datasets = [extra["dataset"]] if "dataset" in extra else wanted
+        for dataset in extra_datasets:
+            if datasets and dataset not in wanted:
+                continue
+            entry = SuiteEntry(extra["arch"], dataset, base | dict(extra.get("set", {})))
+            entries += _seeded(entry, _seeds(extra.get("seeds")) or base_seeds)
     if archs:
         entries = [e for e in entries if _select([e.arch], archs)]
     if overrides:
+        overrides = dict(overrides)
+        override_seeds = _seeds(overrides.pop("seeds", None))
         entries = [replace(e, overrides=e.overrides | overrides) for e in entries]
+        if override_seeds:  # --set seeds=... replaces the plan's seeds
+            unique = {_unseeded(e).key: _unseeded(e) for e in entries}
+            entries = [s for e in unique.values() for s in _seeded(e, override_seeds)]
     if not entries:
         raise ArchbenchError("the suite is empty after --archs/--datasets filtering")
     keys = [e.key for e in entries]
@@ -180,6 +199,37 @@ def plan(
     if duplicates:
         raise ArchbenchError(f"the suite plans the same run twice: {', '.join(duplicates)}")
     return name, entries
+
+
+def _seeds(value) -> list[int]:
+    """A plan's ``seeds``: a list of ints or a comma-separated string ("0,1,2")."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = _split(value)
+    if isinstance(value, int):
+        value = [value]
+    try:
+        seeds = [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise ArchbenchError(f"seeds must be integers, got {value!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise ArchbenchError(f"seeds repeat a value: {value!r}")
+    return seeds
+
+
+def _seeded(entry: SuiteEntry, seeds: list[int]) -> list[SuiteEntry]:
+    """One entry per seed (keys get ``-sN``); no seeds list keeps the entry as it is."""
+    if not seeds:
+        return [entry]
+    return [replace(entry, overrides=entry.overrides | {"seed": s, "_seeded": True}) for s in seeds]
+
+
+def _unseeded(entry: SuiteEntry) -> SuiteEntry:
+    if not entry.seeded:
+        return entry
+    overrides = {k: v for k, v in entry.overrides.items() if k not in ("seed", "_seeded")}
+    return replace(entry, overrides=overrides)
 
 
 def _listed(values, what: str) -> list[str]:
@@ -217,7 +267,7 @@ def _read_suite_file(path: Path) -> dict:
         raise ArchbenchError(f"suite file {path} is not valid: {error}") from None
     if not isinstance(spec, dict):
         raise ArchbenchError(f"suite file {path} must be a table of archs, datasets, set, runs")
-    unknown = set(spec) - {"archs", "datasets", "set", "runs"}
+    unknown = set(spec) - {"archs", "datasets", "set", "runs", "seeds"}
     if unknown:
         raise ArchbenchError(f"suite file {path}: unknown keys {', '.join(sorted(unknown))}")
     return spec
@@ -320,9 +370,11 @@ def _unfinished_run(suite: Path, state: dict) -> Path | None:
         except ArchbenchError:
             continue
         train = info.config["train"]
+        seed = state["overrides"].get("seed", train.get("seed"))
         if (
             train["arch"] == state["arch"]
             and train["dataset"] == state["dataset"]
+            and train.get("seed") == seed
             and info.status in ("running", "interrupted")
             and (info.path / runs.LAST).is_file()
         ):

@@ -160,3 +160,24 @@ def test_plans_from_presets_and_filters(tmp_path):
     broken.write_text("archs = [\n")
     with pytest.raises(ArchbenchError, match="not valid"):
         plan(file=broken)
+
+
+def test_seeds_expand_into_one_run_per_seed(tmp_path):
+    plan_file = tmp_path / "grid.toml"
+    plan_file.write_text(
+        'archs = ["squeezenet"]\ndatasets = ["digits"]\nseeds = [0, 1]\n'
+        '[[runs]]\narch = "vgg19"\nseeds = [3]\nset = { max_epochs = 2 }\n'
+    )
+    _, entries = plan(file=plan_file)
+    assert [e.key for e in entries] == [
+        "squeezenet-digits-s0", "squeezenet-digits-s1", "vgg19-digits-s3"]  # fmt: skip
+    configs = [e.train_config(tmp_path) for e in entries]
+    assert [c.seed for c in configs] == [0, 1, 3]
+    assert configs[2].max_epochs == 2
+    # --set seeds=... replaces the plan's seeds; runs without a dataset take the plan's.
+    _, entries = plan(file=plan_file, datasets="cifar10", overrides=parse_set(["seeds=5,6"]))
+    assert [e.key for e in entries] == [
+        f"{arch}-cifar10-s{seed}" for arch in ("squeezenet", "vgg19") for seed in (5, 6)
+    ]
+    with pytest.raises(ArchbenchError, match="seeds"):
+        parse_set(["seeds=0,x"])
