@@ -8,7 +8,8 @@ cannot drift apart.
 Self-contained on purpose: the A/B worker imports this file from the working tree but the
 networks from an older revision, whose internal modules may have moved. So it relies only on
 the most stable API — ``architectures.create_arch(name, num_classes=10)`` and
-``architectures.list_archs()`` — plus torch and onnxruntime directly.
+``architectures.list_archs()`` — plus torch and onnxruntime directly. torch is imported only
+where a case is built, so the driver that merely names and selects cases stays light.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import inspect
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 BACKENDS = ("cpu-eager", "cpu-onnxruntime")
 INPUT_SHAPE = (1, 3, 32, 32)
@@ -53,11 +56,15 @@ def select_cases(cases: list[tuple[str, str]], select: str | None) -> list[tuple
 
 def make_input() -> torch.Tensor:
     """A fixed, seeded input image: latency does not depend on pixel values, only on shape."""
+    import torch
+
     generator = torch.Generator().manual_seed(INPUT_SEED)
     return torch.randn(INPUT_SHAPE, generator=generator)
 
 
 def _export(model: torch.nn.Module, path: Path) -> None:
+    import torch
+
     kwargs = {"opset_version": ONNX_OPSET, "input_names": ["input"], "do_constant_folding": True}
     # torch < 2.5 has no ``dynamo`` argument and always uses the TorchScript exporter.
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
@@ -76,6 +83,8 @@ def build_forward(
     a broken network fails instead of reporting a fast number. ``threads`` sets ONNX Runtime's
     intra-op threads; the caller sets torch's (``torch.set_num_threads``).
     """
+    import torch
+
     from architectures import create_arch
 
     model = create_arch(arch, num_classes=NUM_CLASSES).eval()

@@ -29,10 +29,27 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import ab_run  # noqa: E402
-import ab_stats  # noqa: E402
 import latency_cases  # noqa: E402
 
-from archbench.sysinfo import cpu_model, logical_cores, machine_id  # noqa: E402
+
+def cpu_model() -> str:
+    # Imported when needed: archbench.sysinfo imports torch, which the A/B driver itself avoids.
+    from archbench.sysinfo import cpu_model
+
+    return cpu_model()
+
+
+def logical_cores() -> int:
+    from archbench.sysinfo import logical_cores
+
+    return logical_cores()
+
+
+def machine_id() -> str:
+    from archbench.sysinfo import machine_id
+
+    return machine_id()
+
 
 DEFAULT_STORAGE = REPO / "benchmarks" / "baselines"
 SUITE = REPO / "tests" / "benchmarks"
@@ -115,6 +132,8 @@ def run_ab(args: argparse.Namespace, base_tree: Path, head_tree: Path) -> list:
     )  # fmt: skip
     for name in one_sided:
         _progress(f"{name} exists in only one tree: not compared")
+    import ab_stats
+
     threshold = (10.0 if args.threshold is None else args.threshold) / 100
     return [ab_stats.compare(n, samples[n][ab_run.BASE], samples[n][ab_run.HEAD], threshold,
                              args.alpha) for n in names], samples  # fmt: skip
@@ -134,6 +153,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
     with ab_run.worktree(REPO, base_sha, "base") as base_tree:
         rows, samples = run_ab(args, base_tree, REPO)
     seconds = time.monotonic() - started
+    import ab_stats
+
     print(ab_stats.format_table(rows))
     record = {
         "base": {"rev": base_rev, "sha": base_sha},
@@ -152,6 +173,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
 
 
 def _summarize(rows: list, seconds: float, path: Path) -> int:
+    import ab_stats
+
     slower = [r.name for r in rows if r.verdict == ab_stats.SLOWER]
     faster = [r.name for r in rows if r.verdict == ab_stats.FASTER]
     if faster:
@@ -165,6 +188,8 @@ def _summarize(rows: list, seconds: float, path: Path) -> int:
 
 
 def cmd_bisect(args: argparse.Namespace) -> int:
+    import ab_stats
+
     good = ab_run.resolve(REPO, args.good)
     bad = ab_run.resolve(REPO, args.bad)
     measured: dict[str, list] = {}
