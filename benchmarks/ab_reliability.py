@@ -126,6 +126,9 @@ def measure(repo: Path, label: str, base: str, runs: int, select: str | None, ex
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--unchanged-runs", type=int, help="runs on unchanged code (default: --runs)"
+    )
     parser.add_argument("--slowdowns", default="0.05,0.10,0.15", help="fractions, comma-separated")
     parser.add_argument("--select", help="as for ab (default: every benchmark)")
     parser.add_argument("--json", type=Path, help="also write the summary here")
@@ -136,13 +139,15 @@ def main() -> int:
         print(f"--slowdowns must be fractions like 0.1,0.15, not {args.slowdowns!r}",
               file=sys.stderr)  # fmt: skip
         return 2
-    if args.runs < 1 or any(f <= 0 for f in slowdowns):
+    unchanged_runs = args.runs if args.unchanged_runs is None else args.unchanged_runs
+    if args.runs < 1 or unchanged_runs < 0 or any(f <= 0 for f in slowdowns):
         print("--runs and every slowdown must be positive", file=sys.stderr)
         return 2
     summary = []
     with tempfile.TemporaryDirectory(prefix="archbench-reliability-") as scratch:
         repo = copy_project(Path(scratch) / "repo")
-        summary.append(measure(repo, "unchanged", "HEAD", args.runs, args.select, extra))
+        if unchanged_runs:
+            summary.append(measure(repo, "unchanged", "HEAD", unchanged_runs, args.select, extra))
         base = git(repo, "rev-parse", "HEAD")
         for fraction in slowdowns:
             git(repo, "checkout", "-q", "-B", f"slow-{fraction}", base)

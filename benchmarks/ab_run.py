@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,7 +83,7 @@ def worktree(repo: Path, sha: str, label: str) -> Iterator[Path]:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo,
                            capture_output=True)  # fmt: skip
             subprocess.run(["git", "worktree", "prune"], cwd=repo, capture_output=True)
-            subprocess.run(["rm", "-rf", str(parent)], capture_output=True)
+            shutil.rmtree(parent, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -101,9 +102,10 @@ class Worker:
     def __init__(self, side: str, tree: Path, threads: int):
         self.side, self.tree = side, tree
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in close())
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"archbench-ab-{side}-"))
         thread_env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         self.process = subprocess.Popen(
-            [sys.executable, str(WORKER), "--threads", str(threads)],
+            [sys.executable, str(WORKER), f"--threads={threads}", f"--scratch={self.scratch}"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
             env=os.environ | thread_env | {"PYTHONPATH": str(tree)}, cwd=tree,
             start_new_session=True,  # Ctrl-C reaches the driver only, which stops us cleanly
@@ -127,9 +129,14 @@ class Worker:
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
+            self.process.stdin.close()  # end of requests: the worker returns
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-        self.process.wait()
+            self.process.wait()
         self.log.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def interleaved_rounds(

@@ -19,7 +19,6 @@ import gc
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ def _reply(message: dict) -> None:
     sys.stdout.flush()
 
 
-def serve(threads: int) -> None:
+def serve(threads: int, scratch: Path) -> None:
     import latency_cases
     import torch
 
@@ -39,37 +38,35 @@ def serve(threads: int) -> None:
     _reply({"cases": latency_cases.all_cases(), "source": architectures.__file__})
     image = latency_cases.make_input()
     forwards = []
-    with tempfile.TemporaryDirectory(prefix="archbench-ab-") as scratch:
-        for line in sys.stdin:
-            request = json.loads(line)
-            if "build" in request:
-                for arch, backend in request["build"]:
-                    forwards.append(
-                        latency_cases.build_forward(arch, backend, image, threads, Path(scratch))
-                    )
-                for forward in forwards:
-                    for _ in range(request["warmup"]):
-                        forward()
-                gc.collect()
-                _reply({"ready": True})
-            elif "run" in request:
-                forward = forwards[request["run"]]
-                times = []
-                for _ in range(request["inner"]):
-                    start = time.perf_counter_ns()
+    for line in sys.stdin:  # until the driver closes our stdin
+        request = json.loads(line)
+        if "build" in request:
+            for arch, backend in request["build"]:
+                forwards.append(latency_cases.build_forward(arch, backend, image, threads, scratch))
+            for forward in forwards:
+                for _ in range(request["warmup"]):
                     forward()
-                    times.append(time.perf_counter_ns() - start)
-                _reply({"ns": statistics.median(times)})
-            else:
-                return
+            gc.collect()
+            _reply({"ready": True})
+        elif "run" in request:
+            forward = forwards[request["run"]]
+            times = []
+            for _ in range(request["inner"]):
+                start = time.perf_counter_ns()
+                forward()
+                times.append(time.perf_counter_ns() - start)
+            _reply({"ns": statistics.median(times)})
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--scratch", type=Path, required=True, help="for ONNX files (the driver removes it)"
+    )
     args = parser.parse_args()
     try:
-        serve(args.threads)
+        serve(args.threads, args.scratch)
     except Exception as error:  # any failure of the tree under test: one line for the driver
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         _reply({"error": f"{type(error).__name__}: {first}"})
