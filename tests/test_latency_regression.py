@@ -133,3 +133,29 @@ def test_missing_baseline_names_the_recorded_machines_and_suggests_ab(project, t
     assert "Test CPU 9000, 64 cores (0123456789ab)" in result.stderr
     assert "ab --base origin/main" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_verdict_needs_both_the_threshold_and_significance():
+    import numpy as np
+
+    from benchmarks.ab_stats import compare
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(10.0, 0.3, 100)
+    assert compare("x", base, base * 1.20, 0.10, 0.01).verdict == "slower"
+    assert compare("x", base, base / 1.20, 0.10, 0.01).verdict == "faster"
+    assert compare("x", base, base * 1.05, 0.10, 0.01).verdict == "same"  # significant, small
+    few = compare("x", [10.0, 14.0, 9.0], [13.0, 9.5, 15.0], 0.10, 0.01)
+    assert few.verdict == "unsure" and few.p_value >= 0.01  # beyond 10%, but 3 noisy rounds
+    row = compare("x", base, base * 1.20, 0.10, 0.01)
+    assert row.ci_low < row.ratio < row.ci_high and abs(row.ratio - 1.20) < 1e-9
+
+
+def test_select_takes_globs_and_substrings():
+    from benchmarks.latency_cases import select_cases
+
+    cases = [("vgg19", "cpu-eager"), ("vgg19", "cpu-onnxruntime"), ("mobilenet", "cpu-eager")]
+    assert select_cases(cases, "vgg19") == cases[:2]
+    assert select_cases(cases, "*-cpu-eager") == [cases[0], cases[2]]
+    assert select_cases(cases, "mobilenet-cpu-eager, vgg19-cpu-onnx*") == [cases[1], cases[2]]
+    assert select_cases(cases, None) == cases and select_cases(cases, "nope") == []
