@@ -8,6 +8,7 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -421,6 +422,119 @@ def _add_suite_parser(commands) -> None:
     parser.set_defaults(handler=_cmd_suite)
 
 
+def _parse_size(text: str) -> int:
+    """``10MB``, ``512KB``, ``2MiB`` or plain bytes -> bytes (decimal and binary units)."""
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+    units.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30})
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in units or float(match.group(1)) <= 0:
+        raise ArchbenchError(f"--max-body takes a size such as 10MB or 512KB, got {text!r}")
+    return int(float(match.group(1)) * units[match.group(2).upper()])
+
+
+def _cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    from .serve.app import ServeConfig, serve
+    from .serve.batching import BatchingConfig
+
+    config = ServeConfig(
+        run_dir=Path(args.run_dir),
+        backend=args.backend,
+        host=args.host,
+        port=args.port,
+        batching=BatchingConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms),
+        reject_below=args.reject_below,
+        max_body_bytes=_parse_size(args.max_body),
+        threads=args.threads,
+    )
+    return serve(config)
+
+
+def _add_serve_parser(commands) -> None:
+    from .serve.app import BACKENDS
+
+    parser = commands.add_parser(
+        "serve",
+        help="serve a run's model over HTTP (POST /predict, GET /healthz, GET /metadata)",
+        description="Serve RUN_DIR's model.onnx (exported from best.pt if missing) with ONNX "
+        "Runtime behind FastAPI/uvicorn, with the run's own preprocessing and dynamic batching. "
+        "Needs the serve extra: pip install 'archbench[serve]'.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a trained run directory")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="onnxruntime", help="default onnxruntime"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="default 8000")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=16,
+        help="largest dynamic batch; 1 turns batching off (default 16)",
+    )
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=2.0, help="longest wait to fill a batch (default 2)"
+    )
+    parser.add_argument(
+        "--reject-below",
+        type=float,
+        metavar="P",
+        help="answer label 'unknown' when the top probability is below P",
+    )
+    parser.add_argument("--max-body", default="10MB", help="largest request body (default 10MB)")
+    parser.add_argument(
+        "--threads", type=int, help="ONNX Runtime threads (default: the run's, else all cores)"
+    )
+    parser.set_defaults(handler=_cmd_serve)
+
+
+def _cmd_serve_bench(args: argparse.Namespace, console: Console) -> int:
+    from .serve.bench import BenchConfig, print_levels, run_bench, write_result
+
+    if args.out and args.run_dir:
+        raise ArchbenchError("give --out or --run-dir, not both")
+    config = BenchConfig(
+        url=args.url,
+        images=Path(args.images) if args.images else None,
+        dataset=args.dataset,
+        data_dir=Path(args.data_dir).expanduser() if args.data_dir else None,
+        requests=args.requests,
+        concurrency=_positive_ints(args.concurrency, "--concurrency"),
+        duration_s=args.duration,
+        allow_remote=args.allow_remote,
+    )
+    run = run_bench(config)
+    path = write_result(run, Path(args.out or args.run_dir or "."))
+    print_levels(run, console)
+    console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def _add_serve_bench_parser(commands) -> None:
+    parser = commands.add_parser(
+        "serve-bench",
+        help="load-test a running archbench serve: latency percentiles and throughput",
+        description="Send real images to URL/predict at each concurrency level (httpx, async) "
+        "and report p50/p90/p99 latency, throughput and errors; results are merged into "
+        "serve-bench.json. Only loopback addresses unless --allow-remote.",
+    )
+    parser.add_argument("url", metavar="URL", help="e.g. http://127.0.0.1:8000")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", metavar="DIR", help="image files to send (recursive)")
+    source.add_argument("--dataset", help="send this dataset's test images (e.g. digits)")
+    parser.add_argument("--data-dir", help="where datasets live (as for run)")
+    parser.add_argument("--requests", type=int, default=200, help="per level (default 200)")
+    parser.add_argument(
+        "--concurrency", default="1,8,32", help="levels, comma-separated (default 1,8,32)"
+    )
+    parser.add_argument(
+        "--duration", type=float, metavar="S", help="stop starting requests after S s per level"
+    )
+    parser.add_argument("--run-dir", help="write serve-bench.json into this run directory")
+    parser.add_argument("--out", help="output file or folder (default ./serve-bench.json)")
+    parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback URL")
+    parser.set_defaults(handler=_cmd_serve_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="archbench",
@@ -447,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile_parser(commands)
     _add_report_parser(commands)
     _add_suite_parser(commands)
+    _add_serve_parser(commands)
+    _add_serve_bench_parser(commands)
     return parser
 
 
