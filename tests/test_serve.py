@@ -34,7 +34,12 @@ from archbench.data.imagefolder import decode_images  # noqa: E402
 from archbench.errors import ArchbenchError  # noqa: E402
 from archbench.runs import BEST, load_checkpoint  # noqa: E402
 from archbench.serve.batching import BatchingConfig, DynamicBatcher  # noqa: E402
-from archbench.serve.bench import _encode_png, serve_bench_table  # noqa: E402
+from archbench.serve.bench import (  # noqa: E402
+    _encode_png,
+    profiler_batch1_ms,
+    serve_bench_table,
+    write_result,
+)
 from architectures import create_arch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -425,3 +430,27 @@ def test_max_body_sizes():
     for bad in ("", "ten", "-1MB", "5XB"):
         with pytest.raises(ArchbenchError):
             _parse_size(bad)
+
+
+def test_results_merge_per_setting_next_to_the_profilers_figure(tmp_path):
+    """A batched and an unbatched run share one file and one table, with the ratio."""
+    (tmp_path / "profile.json").write_text(
+        json.dumps({"latency": {"cpu-onnxruntime": {"batch1": {"p50_ms": 0.5}}}})
+    )
+    assert profiler_batch1_ms(tmp_path) == 0.5
+    assert profiler_batch1_ms(tmp_path / "missing") is None
+
+    def run(max_batch: int, rps: float) -> dict:
+        level = {"concurrency": 32, "sent": 10, "answered": 10, "errors": 0, "p50_ms": 1.0,
+                 "p90_ms": 2.0, "p99_ms": 3.0, "throughput_rps": rps}  # fmt: skip
+        server = {"network": "net", "run_dir": str(tmp_path), "backend": "onnxruntime",
+                  "max_batch": max_batch, "max_wait_ms": 2.0}  # fmt: skip
+        return {"server": server, "levels": [level], "http_overhead_ms": 0.25}
+
+    write_result(run(16, 300.0), tmp_path)
+    write_result(run(1, 100.0), tmp_path)
+    path = write_result(run(16, 200.0), tmp_path)  # the same setting again replaces the old
+    saved = json.loads(path.read_text())
+    assert [r["server"]["max_batch"] for r in saved["runs"]] == [1, 16]
+    table = serve_bench_table(saved)
+    assert "| 2.00x |" in table and "0.500 ms" in table and "0.25 ms" in table

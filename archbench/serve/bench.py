@@ -7,6 +7,9 @@ connections. Each level reports answered requests, errors, p50/p90/p99 latency a
 ``http_overhead_ms`` is the latency of ``GET /healthz`` at concurrency 1: the HTTP round trip
 without decoding or inference.
 
+Like the profiler, it holds the node's measuring lock (:mod:`archbench.exclusive`) while it
+measures, so no archbench training epoch runs meanwhile; other programs still can.
+
 Results are merged into ``serve-bench.json`` (one entry per server setting: backend, max batch,
 max wait), so runs against a server with and without batching end up side by side, and
 :func:`serve_bench_table` turns the file into the report's serving table.
@@ -24,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import files
+from .. import exclusive, files
 from ..errors import ArchbenchError
 
 RESULT_FILE = "serve-bench.json"
@@ -181,15 +184,17 @@ async def _bench(config: BenchConfig, images) -> dict[str, Any]:
             raise ArchbenchError(f"no archbench server answers at {base}: {error}") from None
         if health.status_code != 200:
             raise ArchbenchError(f"{base}/healthz answers {health.status_code}: not ready")
-        overhead = []
-        for _ in range(OVERHEAD_REQUESTS):
-            start = time.perf_counter()
-            await client.get(f"{base}/healthz")
-            overhead.append((time.perf_counter() - start) * 1000)
-        levels = [
-            await _level(client, f"{base}/predict", images, level, config)
-            for level in config.concurrency
-        ]
+        record: dict[str, Any] = {}
+        with exclusive.measuring(record):  # no archbench training epoch runs meanwhile
+            overhead = []
+            for _ in range(OVERHEAD_REQUESTS):
+                start = time.perf_counter()
+                await client.get(f"{base}/healthz")
+                overhead.append((time.perf_counter() - start) * 1000)
+            levels = [
+                await _level(client, f"{base}/predict", images, level, config)
+                for level in config.concurrency
+            ]
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "url": base,
@@ -198,6 +203,7 @@ async def _bench(config: BenchConfig, images) -> dict[str, Any]:
         "images": len(images),
         "http_overhead_ms": _percentiles(overhead)["p50_ms"],
         "levels": levels,
+        "exclusive": record,
     }
 
 
@@ -220,7 +226,7 @@ def profiler_batch1_ms(run_dir: str | Path | None) -> float | None:
         return None
     try:
         profile = files.read_json(Path(run_dir) / "profile.json")
-        return float(profile["latency"]["cpu-onnxruntime"]["p50_ms"])
+        return float(profile["latency"]["cpu-onnxruntime"]["batch1"]["p50_ms"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
