@@ -19,7 +19,7 @@ LAYERS = (
     ("data",),
     ("measure",),
     ("evaluate", "train"),
-    ("profile", "report"),
+    ("profile", "report", "serve"),
     ("suite",),
     ("cli",),
     ("__main__",),

@@ -31,6 +31,8 @@ COMMANDS = (
     "profile",
     "report",
     "suite",
+    "serve",
+    "serve_bench",  # archbench serve-bench
 )
 
 
