@@ -29,10 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import files
+from . import files, paths
 from .sysinfo import machine_id
 
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "archbench" / "peak"
 DEFAULT_MATMUL_N = {"cpu": 2048, "cuda": 8192}
 DEFAULT_COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 1024 * 2**20}
 DEFAULT_REPEATS = 5
@@ -264,7 +263,7 @@ def _onnxruntime_version() -> str:
 
 def peak_cache_path(cache_dir: Path | None, device: str, threads: int | None) -> Path:
     """Where :func:`cached_peak` keeps the probe for this machine, device, threads and torch."""
-    directory = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+    directory = Path(cache_dir) if cache_dir is not None else paths.peak_cache_dir()
     threads = threads if threads is not None else torch.get_num_threads()
     parts = [machine_id(), device, f"t{threads}", f"torch{torch.__version__}"]
     if device == "cpu":
@@ -284,7 +283,8 @@ def cached_peak(
 ) -> MachinePeak:
     """:func:`measure_peak`, measured once per machine/device/threads/torch and then reused.
 
-    The cache lives in ``cache_dir`` (default ``~/.cache/archbench/peak``); an unreadable entry
+    The cache lives in ``cache_dir`` (default ``$ARCHBENCH_CACHE/peak``, that is
+    ``~/.cache/archbench/peak`` unless set: :mod:`archbench.paths`); an unreadable entry
     is measured again and overwritten.
     """
     threads = threads if threads is not None else torch.get_num_threads()

@@ -382,7 +382,8 @@ def test_default_data_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("ARCHBENCH_DATA", str(tmp_path))
     assert default_data_dir() == tmp_path
     monkeypatch.delenv("ARCHBENCH_DATA")
-    assert default_data_dir() == Path.home() / ".cache" / "archbench" / "data"
+    monkeypatch.setenv("ARCHBENCH_CACHE", str(tmp_path / "cache"))
+    assert default_data_dir() == tmp_path / "cache" / "data"
 
 
 # --- augmentation ---------------------------------------------------------------------------------
