@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from archbench import paths
-from archbench.roofline import peak_cache_path
+from archbench.measure.roofline import peak_cache_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,13 @@ import subprocess
 import pytest
 import torch
 
-from archbench.precision import PrecisionPolicy, applied, current_state, gpu_clocks, parse_clocks
+from archbench.measure.precision import (
+    PrecisionPolicy,
+    applied,
+    current_state,
+    gpu_clocks,
+    parse_clocks,
+)
 
 
 @pytest.fixture

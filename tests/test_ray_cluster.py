@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from archbench.errors import ArchbenchError
-from archbench.ray_cluster import check_request_fits, task_device
+from archbench.suite.cluster import check_request_fits, task_device
 
 # ray.nodes() records of a head without GPUs and a worker with two.
 NODES = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .errors import ArchbenchError
+from ..errors import ArchbenchError
 
 
 def task_device(gpus_per_run: float, requested: str | None) -> str:
