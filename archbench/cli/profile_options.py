@@ -40,6 +40,7 @@ def parse_profile_options(args: argparse.Namespace):
             if args.batch_sizes
             else defaults.batch_sizes
         ),
+        tf32=args.tf32,
     )
 
 
@@ -58,6 +59,12 @@ def add_profile_options(parser: argparse.ArgumentParser, *, with_threads: bool) 
     group.add_argument("--warmup", type=int, help="untimed passes before timing (default 10)")
     group.add_argument(
         "--batch-sizes", help="batch sizes for throughput, comma-separated (default 1,64)"
+    )
+    group.add_argument(
+        "--tf32",
+        action="store_true",
+        help="let CUDA fp32 matmuls and convolutions use TF32 (default off: true fp32, as the "
+        "peak probe; recorded in profile.json)",
     )
     if with_threads:
         group.add_argument(

@@ -19,9 +19,10 @@ Datasets (``--dataset``):
   sorted folder name), decoded once and cached; see :mod:`archbench.data.imagefolder`.
 
 The data directory is ``DataConfig.data_dir``, else ``$ARCHBENCH_DATA``, else
-``~/.cache/archbench/data``. torchvision sets are downloaded there when missing and ``download``
-is on (with a 10 s socket timeout); a set that cannot be found or fetched is one
-:class:`~archbench.errors.ArchbenchError` naming the directory and the files expected.
+``$ARCHBENCH_CACHE/data`` (default ``~/.cache/archbench/data``). torchvision sets are
+downloaded there when missing and ``download`` is on (with a 10 s socket timeout); a set that
+cannot be found or fetched is one :class:`~archbench.errors.ArchbenchError` naming the directory
+and the files expected.
 
 Validation split: ``val_fraction`` of the training split, per class ``round(fraction * n)``
 images chosen by a permutation seeded with ``split_seed`` (``val`` is None when it is 0).

@@ -10,7 +10,6 @@ import difflib
 import hashlib
 import json
 import math
-import os
 import socket
 import threading
 import urllib.parse
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import files
+from .. import files, paths
 from ..errors import ArchbenchError
 from .imagefolder import load_imagefolder
 
@@ -39,11 +38,8 @@ STATS_FORMAT = "archbench-stats-1"
 
 
 def default_data_dir() -> Path:
-    """``$ARCHBENCH_DATA`` if set, else ``~/.cache/archbench/data``."""
-    env = os.environ.get("ARCHBENCH_DATA")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "archbench" / "data"
+    """``$ARCHBENCH_DATA`` if set, else ``data`` in the cache root (:mod:`archbench.paths`)."""
+    return paths.data_dir()
 
 
 @dataclass(frozen=True)

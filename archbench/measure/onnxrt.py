@@ -10,6 +10,7 @@ was asked for cannot start; a benchmark must not, so :func:`create_session` comp
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,21 @@ OPTIMIZATIONS = {
 }
 _PROVIDER_OPTIONS = {"CUDAExecutionProvider": {"device_id": 0}}
 _INSTALL_HINT = {"CUDAExecutionProvider": "; install onnxruntime-gpu"}
+
+
+_preloaded = False
+
+
+def _preload_cuda_libraries(ort) -> None:
+    """Load the CUDA and cuDNN libraries of the pip ``nvidia-*`` packages (``archbench[gpu]``
+    installs them) before a CUDA session looks for them: without it the provider fails to load
+    ``libcurand`` & co. and the session silently runs on the CPU. Once per process; 1.21+."""
+    global _preloaded
+    if not _preloaded and hasattr(ort, "preload_dlls"):
+        # Best effort: a library still missing shows as the session's fallback, with its reason.
+        with contextlib.suppress(Exception):
+            ort.preload_dlls()
+    _preloaded = True
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,8 @@ def create_session(
         )
     requested = PROVIDERS[device]
     wanted = requested[0]
+    if device == "cuda":
+        _preload_cuda_libraries(ort)
     available = ort.get_available_providers()
     if wanted not in available:
         reason = (

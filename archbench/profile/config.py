@@ -21,6 +21,7 @@ class ProfileConfig:
     parity_samples: int = 100
     top_layers: int = 15
     peak_cache_dir: Path | None = None
+    tf32: bool = False  # CUDA fp32 matmuls and convolutions may use TF32 (measure.precision)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -30,11 +30,12 @@ from torch import nn
 from .. import files
 from ..errors import ArchbenchError, describe_error
 from ..evaluate.classification import accuracy_report, predict_logits
-from ..measure import exclusive
+from ..measure import exclusive, precision
 from ..measure.backends import backend_method, device_of, parse_backends
 from ..measure.complexity import count_macs, count_parameters, macs_by_layer
 from ..measure.export import OPSET, ExportResult, ParityResult, check_parity, export_onnx
 from ..measure.latency import BackendResult, measure_latency
+from ..measure.precision import PrecisionPolicy
 from ..measure.roofline import MachinePeak, cached_peak, min_bytes_moved, roofline
 from ..measure.sysinfo import describe_system
 from ..train import rundir
@@ -321,8 +322,11 @@ def profile_model(
     """
     say = progress or (lambda line: None)
     record: dict[str, Any] = {}
+    policy = PrecisionPolicy(tf32=config.tf32)
     say("waiting for this node to be free of other archbench jobs")
-    with exclusive.measuring(record):
+    # Latency and the peak probe under one precision policy, so their ratio compares like with
+    # like; the GPU's clocks are read at the end, while it is still warm.
+    with exclusive.measuring(record), precision.applied(policy) as precision_state:
         profile = _measure(
             model,
             arch=arch,
@@ -335,7 +339,9 @@ def profile_model(
             config=config,
             say=say,
         )
-    profile = json_safe({**profile, "exclusive": record})
+        clocks = precision.gpu_clocks() if torch.cuda.is_available() else None
+    cuda_precision = {"policy": policy.to_dict(), **precision_state, "clocks": clocks}
+    profile = json_safe({**profile, "cuda_precision": cuda_precision, "exclusive": record})
     text = json.dumps(profile, indent=2, allow_nan=False) + "\n"
     files.write_bytes(Path(out_dir) / rundir.PROFILE, text.encode())
     say(f"wrote {Path(out_dir) / rundir.PROFILE}")

@@ -18,6 +18,7 @@ from architectures import create_arch
 
 from ..data import DataConfig, load_data, normalize
 from ..errors import ArchbenchError
+from ..locks import DirectoryLock
 from ..train import rundir
 from .config import ProfileConfig
 from .model import profile_model
@@ -83,17 +84,18 @@ def profile_run(
         config = replace(config, threads=int(train["threads"]))
     say = _say(console, quiet)
     say(f"profiling {best['arch']} from {best_path} (epoch {best.get('epoch')})")
-    profile = profile_model(
-        model,
-        arch=best["arch"],
-        num_classes=best["num_classes"],
-        out_dir=info.path,
-        samples=images,
-        labels=labels,
-        class_names=classes or best.get("classes"),
-        config=config,
-        progress=say,
-    )
+    with DirectoryLock(info.path, "profiling"):  # not while a trainer still writes it
+        profile = profile_model(
+            model,
+            arch=best["arch"],
+            num_classes=best["num_classes"],
+            out_dir=info.path,
+            samples=images,
+            labels=labels,
+            class_names=classes or best.get("classes"),
+            config=config,
+            progress=say,
+        )
     if not quiet:
         print_summary(profile, console)
     return profile

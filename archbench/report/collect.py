@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import files
 from ..errors import ArchbenchError
 from ..train import rundir
 
@@ -56,13 +55,24 @@ def find_run_dirs(runs_dir: Path) -> list[Path]:
 
 
 def _read_metrics(path: Path) -> list[dict]:
+    """Per-epoch rows of ``metrics.csv`` (none if absent: the report then has no curves)."""
     if not path.is_file():
         return []
-    with open(path, encoding="utf-8") as stream:
-        return [
-            {key: float(value) if value not in ("", None) else None for key, value in row.items()}
-            for row in csv.DictReader(stream)
-        ]
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return [
+                {key: _number(value) for key, value in row.items() if key is not None}
+                for row in csv.DictReader(stream)
+            ]
+    except (OSError, ValueError, csv.Error) as error:
+        raise ArchbenchError(
+            f"{path} is corrupt or truncated ({error}); remove it to report the run without "
+            "its training curves (a resumed run rewrites it after its next epoch)"
+        ) from None
+
+
+def _number(value: str | None) -> float | None:
+    return float(value) if value not in ("", None) else None
 
 
 def collect_runs(paths: Iterable[Path]) -> list[RunRecord]:
@@ -71,10 +81,9 @@ def collect_runs(paths: Iterable[Path]) -> list[RunRecord]:
     for path in paths:
         info = rundir.read_run(path)
         profile_path = info.path / rundir.PROFILE
-        try:
-            profile = files.read_json(profile_path) if profile_path.is_file() else None
-        except ValueError as error:
-            raise ArchbenchError(f"{profile_path} is not valid JSON ({error})") from None
+        profile = None
+        if profile_path.is_file():
+            profile = rundir.read_json_file(profile_path, rundir.profile_remedy(info.path))
         records.append(
             RunRecord(
                 path=info.path,

@@ -70,7 +70,7 @@ class TrainConfig:
             device=resolve_device(self.device),
         )
 
-    def validate(self) -> None:
+    def validate(self, *, device_here: bool = True) -> None:
         """Reject impossible settings up front, before any file is written."""
         checks = [
             (self.lr > 0 and math.isfinite(self.lr), f"--lr must be positive, got {self.lr}"),
@@ -105,7 +105,8 @@ class TrainConfig:
                 "--val-fraction 0 leaves no validation split: use --select-on test "
                 "and a plateau schedule, or keep a validation split"
             )
-        if self.device == "cuda" and not torch.cuda.is_available():
+        # A Ray head checks a plan for its workers: their GPUs are not the head's.
+        if device_here and self.device == "cuda" and not torch.cuda.is_available():
             raise ArchbenchError("--device cuda was asked for but no CUDA device is available")
         try:
             self.make_schedule()

@@ -18,6 +18,7 @@ from architectures import create_arch
 from .. import files
 from ..data import DataConfig, ImageData, Split, load_data
 from ..errors import ArchbenchError
+from ..locks import DirectoryLock
 from ..measure.sysinfo import describe_system
 from . import rundir
 from .config import TrainConfig
@@ -26,6 +27,7 @@ from .signals import StopRequest
 from .trainer import Trainer
 
 EXIT_INTERRUPTED = 130
+TRAINING = "training"  # what a run directory's lock says its holder is doing
 
 
 @dataclass
@@ -75,28 +77,52 @@ def train_run(
     """Train a new run (or resume one) and leave a complete run directory behind.
 
     Order matters for "nothing half-written": the configuration, dataset and architecture are all
-    checked before the run directory is created.
+    checked before the run directory is created. The run directory is held
+    (:class:`~archbench.locks.DirectoryLock`) while training: resuming a run another process is
+    still training is refused with one line naming that process.
     """
     console = console or Console()
     if resume is not None:
-        run_dir, config = _resume_target(resume)
-    else:
-        config.validate()
-        rundir.ensure_writable(Path(config.runs_dir))
-    torch.set_num_threads(config.threads or torch.get_num_threads())
-    data = _load_data(config)
-    config = config.resolved(data)
-    sizes = _describe_data(data)
-    if resume is None:
-        create_arch(config.arch, num_classes=data.num_classes)  # unknown arch fails here
-        run_dir = rundir.new_run_dir(Path(config.runs_dir), config.arch, config.dataset)
+        run_dir = rundir.read_run(resume).path
+        with DirectoryLock(run_dir, TRAINING):
+            files.remove_stale_temporaries(run_dir)  # a killed writer's half checkpoint
+            run_dir, config = _resume_target(run_dir)
+            data, config, sizes = _prepare(config)
+            return _train(config, data, sizes, run_dir, console, quiet, on_epoch_end, resumed=True)
+    config.validate()
+    rundir.ensure_writable(Path(config.runs_dir))
+    data, config, sizes = _prepare(config)
+    create_arch(config.arch, num_classes=data.num_classes)  # unknown arch fails here
+    run_dir = rundir.new_run_dir(Path(config.runs_dir), config.arch, config.dataset)
+    with DirectoryLock(run_dir, TRAINING):
         files.write_json(
             run_dir / rundir.CONFIG,
             {"train": asdict(config), "data": sizes, "system": describe_system()},
         )
+        return _train(config, data, sizes, run_dir, console, quiet, on_epoch_end, resumed=False)
+
+
+def _prepare(config: TrainConfig) -> tuple[ImageData, TrainConfig, dict]:
+    torch.set_num_threads(config.threads or torch.get_num_threads())
+    data = _load_data(config)
+    config = config.resolved(data)
+    return data, config, _describe_data(data)
+
+
+def _train(
+    config: TrainConfig,
+    data: ImageData,
+    sizes: dict,
+    run_dir: Path,
+    console: Console,
+    quiet: bool,
+    on_epoch_end: Callable[[dict], None] | None,
+    *,
+    resumed: bool,
+) -> RunOutcome:
     log = RunLog(run_dir / rundir.LOG, console, quiet)
     trainer = Trainer(config, data, run_dir, log, console)
-    if resume is not None:
+    if resumed:
         trainer.load_last()
         log(f"resuming {run_dir} after epoch {trainer.epoch}")
     else:

@@ -93,13 +93,32 @@ def read_run(path: Path) -> RunInfo:
     config_path, result_path = path / CONFIG, path / RESULT
     if not config_path.is_file() or not result_path.is_file():
         raise ArchbenchError(f"{path} is not an archbench run directory (no {CONFIG}/{RESULT})")
-    try:
-        config, result = files.read_json(config_path), files.read_json(result_path)
-    except (OSError, ValueError) as error:
-        raise ArchbenchError(f"{path}: unreadable run files ({error})") from None
+    remedy = f"the run cannot be trusted: remove {path} and train it again"
+    config, result = read_json_file(config_path, remedy), read_json_file(result_path, remedy)
     if "train" not in config:
         raise ArchbenchError(f"{path} is not an archbench run directory ({CONFIG} has no 'train')")
     return RunInfo(path=path, config=config, result=result)
+
+
+def read_json_file(path: Path, remedy: str) -> dict:
+    """A JSON object archbench wrote, or one line naming the file, what is wrong, and ``remedy``.
+
+    Files are written atomically, so a corrupt one was damaged afterwards (a full disk, a copy
+    cut short, a hand edit); a traceback would not say which file, nor what to do.
+    """
+    try:
+        data = files.read_json(path)
+    except OSError as error:
+        raise ArchbenchError(f"{path} cannot be read ({error.strerror}); {remedy}") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ArchbenchError(f"{path} is corrupt or truncated ({error}); {remedy}") from None
+    if not isinstance(data, dict):
+        raise ArchbenchError(f"{path} is corrupt or truncated (not a JSON object); {remedy}")
+    return data
+
+
+def profile_remedy(run_dir: Path) -> str:
+    return f"profile it again: archbench profile {run_dir} (in a suite: rerun with --reprofile)"
 
 
 def load_checkpoint(path: Path, *, expect: dict | None = None) -> dict:
