@@ -17,6 +17,7 @@ from .aggregate import aggregate_seeds
 from .collect import RunRecord, nested_get
 from .figures import write_figures
 from .study import study_comparison, study_latency_ratios
+from .study_targets import COST_NOTE, cost_table, target_lines
 from .tables import (
     backends_in,
     efficiency_table,
@@ -200,6 +201,7 @@ def render_markdown(
         if not ratios.empty:
             lines += ["Latency as ratios (hardware differs; ratios travel):", ""]
             lines += [_markdown(ratios, 2), ""]
+        lines += _targets_section(table, study)
     curves = [f for f in figures if "-curves-" in f.name]
     if curves:
         lines += ["## Training curves", "", *[f"![{f.stem}]({f.name})" for f in curves], ""]
@@ -216,6 +218,15 @@ def render_markdown(
         )
         lines += ["## Runs not included (not complete)", "", _markdown(frame), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _targets_section(table: pd.DataFrame, study: str) -> list[str]:
+    """Per dataset: the issue's targets met or not, with the figures, and the training cost."""
+    lines = [f"## Targets of the study ({study})", ""]
+    for dataset, group in table.groupby("dataset", sort=False):
+        lines += [f"### {dataset}", "", *target_lines(group, study), ""]
+        lines += [_markdown(cost_table(group), 2), "", COST_NOTE, ""]
+    return lines
 
 
 def write_report(

@@ -47,6 +47,7 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
             "train_seconds": seconds,
             "epoch_seconds": _per(seconds, result.get("epochs_run")),
             "threads": threads,
+            "cpu_model": nested_get(record.config, "system", "cpu_model"),
             "cpu_hours": None if seconds is None or not threads else seconds * threads / 3600,
         }
         for backend in BACKENDS:
