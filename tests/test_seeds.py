@@ -145,3 +145,23 @@ def test_budgeted_runs_are_those_stopped_by_max_epochs():
     assert budget(10, 10, lr_drops=4) is None  # its 4th drop came at the last epoch
     assert budget(200, 200) is None  # the study's own budget
     assert budget(10, 10, schedule="early-stop") == 10
+
+
+def test_seeded_suite_entries_share_a_group_across_runs_blocks(tmp_path):
+    from archbench.suite import plan
+
+    suite = tmp_path / "grid.toml"
+    suite.write_text(
+        'archs = []\ndatasets = ["digits"]\n'
+        '[[runs]]\narch = "squeezenet_dsc"\nseeds = [0]\n'
+        '[[runs]]\narch = "squeezenet"\n'
+        '[[runs]]\narch = "squeezenet_dsc"\nseeds = [1, 2]\n'
+        '[[runs]]\narch = "mobilenet"\nseeds = [0, 1]\nset = { lr = 0.001 }\n'
+    )
+    _, entries = plan(file=suite)
+    groups = {entry.key: entry.group for entry in entries}
+    dsc = {groups[f"squeezenet_dsc-digits-s{seed}"] for seed in (0, 1, 2)}
+    assert len(dsc) == 1 and dsc.pop().startswith("squeezenet_dsc-digits-")
+    assert groups["squeezenet-digits"] is None  # unseeded: a single run
+    assert groups["mobilenet-digits-s0"] == groups["mobilenet-digits-s1"]
+    assert groups["mobilenet-digits-s0"] != groups["squeezenet_dsc-digits-s0"]
