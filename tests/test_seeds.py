@@ -128,10 +128,10 @@ def test_runs_without_group_are_grouped_by_config_apart_from_seed():
         record("e", group="G", seed=3),
         record("f", group="G", seed=4, lr=0.5),  # the group field decides
     ]
-    keys = group_keys(records)
-    assert keys["a"] == keys["b"]
-    assert len({keys["a"], keys["c"], keys["d"]}) == 3
-    assert keys["e"] == keys["f"] == "group:G"
+    a, b, c, d, e, f = group_keys(records)
+    assert a == b
+    assert len({a, c, d}) == 3
+    assert e == f == "group:G"
 
 
 def test_budgeted_runs_are_those_stopped_by_max_epochs():

@@ -47,21 +47,23 @@ def mean_std_interval(values: Sequence[float]) -> tuple[float, float | None, flo
     return mean, std, t_quantile_975(len(array) - 1) * std / math.sqrt(len(array))
 
 
-def group_keys(records: Sequence[RunRecord]) -> dict[str, str]:
-    """Each run directory's group: its ``group`` field, else its configuration apart from seed."""
-    keys: dict[str, str] = {}
+def group_keys(records: Sequence[RunRecord]) -> list[str]:
+    """Each run's group, in ``records``' order: its ``group`` field, else its configuration
+    apart from seed (a seed seen again in that configuration, by path order, is a rerun)."""
+    keys = [""] * len(records)
     seeds_seen: dict[str, list] = {}
-    for record in sorted(records, key=lambda r: str(r.path)):
-        if record.config.get("group"):
-            keys[str(record.path)] = f"group:{record.config['group']}"
+    for index in sorted(range(len(records)), key=lambda i: str(records[i].path)):
+        config = records[index].config
+        if config.get("group"):
+            keys[index] = f"group:{config['group']}"
             continue
-        train = record.config["train"]
+        train = config["train"]
         settings = {k: v for k, v in train.items() if k not in NOT_THE_RUN}
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
         seen = seeds_seen.setdefault(digest, [])
         repeat = seen.count(train.get("seed"))
         seen.append(train.get("seed"))
-        keys[str(record.path)] = f"config:{digest}" + (f"-repeat{repeat}" if repeat else "")
+        keys[index] = f"config:{digest}" + (f"-repeat{repeat}" if repeat else "")
     return keys
 
 

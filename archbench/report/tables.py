@@ -22,7 +22,7 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     """One numeric row per complete run: accuracy, size, MACs, latency and roofline per backend."""
     rows = []
     groups = group_keys(records)
-    for record in records:
+    for record, group in zip(records, groups, strict=True):
         if not record.complete:
             continue
         profile, result = record.profile, record.result
@@ -42,7 +42,7 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
             "selected_on": result.get("selected_on"),
             "run_dir": str(record.path),
             "seed": record.config["train"].get("seed"),
-            "group": groups[str(record.path)],
+            "group": group,
             "budget_epochs": record.budget_epochs,
             "train_seconds": seconds,
             "epoch_seconds": _per(seconds, result.get("epochs_run")),
