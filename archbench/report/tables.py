@@ -14,16 +14,19 @@ import numpy as np
 import pandas as pd
 
 from ..measure.backends import BACKENDS
+from .aggregate import group_keys
 from .collect import RunRecord, nested_get
 
 
 def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     """One numeric row per complete run: accuracy, size, MACs, latency and roofline per backend."""
     rows = []
-    for record in records:
+    groups = group_keys(records)
+    for record, group in zip(records, groups, strict=True):
         if not record.complete:
             continue
         profile, result = record.profile, record.result
+        seconds, threads = record.train_seconds, record.threads
         row: dict[str, Any] = {
             "dataset": record.dataset,
             "arch": record.arch,
@@ -38,6 +41,14 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
             "epochs_run": result.get("epochs_run"),
             "selected_on": result.get("selected_on"),
             "run_dir": str(record.path),
+            "seed": record.config["train"].get("seed"),
+            "group": group,
+            "budget_epochs": record.budget_epochs,
+            "train_seconds": seconds,
+            "epoch_seconds": _per(seconds, result.get("epochs_run")),
+            "threads": threads,
+            "cpu_model": nested_get(record.config, "system", "cpu_model"),
+            "cpu_hours": None if seconds is None or not threads else seconds * threads / 3600,
         }
         for backend in BACKENDS:
             stats = nested_get(profile, "latency", backend, "batch1")
@@ -52,6 +63,10 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
             row[f"{backend}_lower_bound_ms"] = roof.get("lower_bound_ms")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _per(total: float | None, count: int | None) -> float | None:
+    return None if total is None or not count else total / count
 
 
 def _mb(size: int | None) -> float | None:
