@@ -26,6 +26,7 @@ from archbench.measure.layerwise import (
     onnxruntime_layer_times,
 )
 from archbench.measure.memory import MemoryConfig, find_largest_batch, measure_training_memory
+from archbench.measure.numerics import compare_to_fp32
 from archbench.measure.quantize import QuantizeConfig, calibration_subset, quantize_int8
 from archbench.roofline import MachinePeak, roofline
 from architectures import create_arch
@@ -80,9 +81,9 @@ def trained(digits, tmp_path_factory):
     return model, exported.path
 
 
-def _predict(onnx_path: Path, images: torch.Tensor) -> torch.Tensor:
+def _logits(onnx_path: Path, images: torch.Tensor) -> torch.Tensor:
     session = ort_cpu_session(onnx_path, threads=1)
-    return torch.from_numpy(session.run(None, {"input": images.numpy()})[0]).argmax(dim=1)
+    return torch.from_numpy(session.run(None, {"input": images.numpy()})[0])
 
 
 # ------------------------------------------------------------------------------ int8
@@ -98,12 +99,20 @@ def test_int8_model_agrees_with_fp32_on_real_test_images(digits, trained, tmp_pa
     assert result.size_bytes == os.path.getsize(tmp_path / "model.int8.onnx")
     assert result.size_bytes < os.path.getsize(fp32_path)
 
-    fp32, int8 = _predict(fp32_path, test), _predict(result.path, test)
-    fp32_top1 = (fp32 == test_labels).float().mean().item()
-    int8_top1 = (int8 == test_labels).float().mean().item()
-    assert fp32_top1 > 0.8, "the fixture network should have learned digits"
-    assert (fp32 == int8).float().mean().item() >= INT8_AGREEMENT_FLOOR
-    assert abs(fp32_top1 - int8_top1) * 100 <= INT8_ACCURACY_DROP_POINTS
+    fp32, int8 = _logits(fp32_path, test), _logits(result.path, test)
+    figures = compare_to_fp32(
+        int8,
+        fp32,
+        test_labels,
+        size_bytes=result.size_bytes,
+        fp32_size_bytes=os.path.getsize(fp32_path),
+    )
+    fp32_top1 = (fp32.argmax(1) == test_labels).float().mean().item()
+    assert figures["fp32_top1"] == fp32_top1 > 0.8, "the fixture network should know digits"
+    assert figures["top1"] == (int8.argmax(1) == test_labels).float().mean().item()
+    assert figures["top1_agreement"] >= INT8_AGREEMENT_FLOOR
+    assert abs(figures["top1_delta_points"]) <= INT8_ACCURACY_DROP_POINTS
+    assert figures["n"] == 359 and 0 < figures["size_ratio"] < 1
 
 
 def test_zero_calibration_images_is_one_clear_error(digits, trained, tmp_path):
