@@ -22,15 +22,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from archbench.complexity import count_macs  # noqa: E402
 from archbench.data import DataConfig, load_data, normalize  # noqa: E402
-from archbench.export import export_onnx, ort_cpu_session  # noqa: E402
-from archbench.latency import measure_latency  # noqa: E402
+from archbench.measure.complexity import count_macs  # noqa: E402
+from archbench.measure.export import export_onnx  # noqa: E402
+from archbench.measure.latency import measure_latency  # noqa: E402
 from archbench.measure.layerwise import layer_costs, layerwise_bound_ms  # noqa: E402
 from archbench.measure.numerics import compare_to_fp32  # noqa: E402
+from archbench.measure.onnxrt import create_session  # noqa: E402
 from archbench.measure.quantize import calibration_subset, quantize_int8  # noqa: E402
-from archbench.roofline import cached_peak, min_bytes_moved, roofline  # noqa: E402
-from archbench.runs import load_checkpoint, read_run  # noqa: E402
+from archbench.measure.roofline import cached_peak, min_bytes_moved, roofline  # noqa: E402
+from archbench.train.rundir import load_checkpoint, read_run  # noqa: E402
 from architectures import create_arch  # noqa: E402
 
 FIVE = ("squeezenet_dsc", "squeezenet", "mobilenet", "alexnet", "vgg19")
@@ -53,7 +54,7 @@ def _targets(args):
 
 
 def _logits(path: Path, images: torch.Tensor, threads: int) -> torch.Tensor:
-    session = ort_cpu_session(path, threads)
+    session = create_session(path, threads=threads).session
     chunks = [
         session.run(None, {"input": images[i : i + 256].numpy()})[0]
         for i in range(0, images.shape[0], 256)

@@ -48,8 +48,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from archbench.complexity import count_macs, macs_by_layer
-from archbench.roofline import MachinePeak
+from archbench.measure.complexity import count_macs, macs_by_layer
+from archbench.measure.onnxrt import create_session
+from archbench.measure.roofline import MachinePeak
 
 FURTHEST_LAYERS = 5
 LAYER_TIME_PASSES = 20
@@ -336,20 +337,6 @@ def _shapes(entries: list[dict[str, list[int]]]) -> list[list[int]]:
     return [next(iter(entry.values())) for entry in entries if entry]
 
 
-def _profiling_session(onnx_path: Path, threads: int | None, prefix: str):
-    # TODO(issue 12): build through archbench.measure.onnxrt once the restructuring lands.
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.inter_op_num_threads = 1
-    if threads is not None:
-        options.intra_op_num_threads = int(threads)
-    options.enable_profiling = True
-    options.profile_file_prefix = prefix
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-
-
 def onnxruntime_layer_times(
     onnx_path: Path,
     sample: torch.Tensor,
@@ -362,8 +349,10 @@ def onnxruntime_layer_times(
     """Median kernel milliseconds per layer from ONNX Runtime's own profiler."""
     feed = sample.detach().to("cpu", torch.float32).contiguous().numpy()
     with tempfile.TemporaryDirectory(prefix="archbench-ortprof-") as work:
-        session = _profiling_session(Path(onnx_path), threads, str(Path(work) / "layers"))
-        name = session.get_inputs()[0].name
+        opened = create_session(
+            Path(onnx_path), threads=threads, profile_prefix=str(Path(work) / "layers")
+        )
+        session, name = opened.session, opened.input_name
         for _ in range(warmup + passes):
             session.run(None, {name: feed})
         trace = json.loads(Path(session.end_profiling()).read_text())

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from archbench.errors import ArchbenchError
+from archbench.errors import ArchbenchError, describe_error
 
 DEFAULT_CALIBRATION_SAMPLES = 256
 CALIBRATION_SEED = 0
@@ -130,8 +130,6 @@ def quantize_int8(
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from archbench.latency import describe_error
 
     n = int(calibration.shape[0]) if calibration.ndim == 4 else 0
     if n == 0:
