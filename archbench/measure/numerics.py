@@ -41,27 +41,32 @@ def bf16_skip_reason() -> str | None:
 def compare_to_fp32(
     logits: torch.Tensor,
     fp32_logits: torch.Tensor,
-    labels: torch.Tensor,
+    labels: torch.Tensor | None,
     *,
     size_bytes: int | None,
     fp32_size_bytes: int | None,
 ) -> dict[str, Any]:
-    """Top-1, its difference against fp32 in points, top-1 agreement and size ratio."""
-    labels = labels.reshape(-1).cpu()
+    """Top-1, its difference against fp32 in points, top-1 agreement and size ratio.
+
+    Without labels (an untrained network) only the agreement and the sizes are figures.
+    """
     predictions = logits.float().cpu().argmax(dim=1)
     reference = fp32_logits.float().cpu().argmax(dim=1)
-    if predictions.shape != labels.shape or reference.shape != labels.shape:
-        raise ValueError(
-            f"{predictions.numel()} and {reference.numel()} predictions for {labels.numel()} labels"
-        )
-    top1 = (predictions == labels).float().mean().item()
-    fp32_top1 = (reference == labels).float().mean().item()
+    if predictions.shape != reference.shape:
+        raise ValueError(f"{predictions.numel()} predictions against {reference.numel()} of fp32")
+    top1 = fp32_top1 = None
+    if labels is not None:
+        labels = labels.reshape(-1).cpu()
+        if labels.shape != predictions.shape:
+            raise ValueError(f"{predictions.numel()} predictions for {labels.numel()} labels")
+        top1 = (predictions == labels).float().mean().item()
+        fp32_top1 = (reference == labels).float().mean().item()
     return {
         "top1": top1,
         "fp32_top1": fp32_top1,
-        "top1_delta_points": 100.0 * (top1 - fp32_top1),
+        "top1_delta_points": 100.0 * (top1 - fp32_top1) if top1 is not None else None,
         "top1_agreement": (predictions == reference).float().mean().item(),
-        "n": int(labels.numel()),
+        "n": int(predictions.numel()),
         "size_bytes": size_bytes,
         "size_ratio": size_bytes / fp32_size_bytes if size_bytes and fp32_size_bytes else None,
     }
