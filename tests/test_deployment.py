@@ -6,6 +6,7 @@ export, real ``quantize_static``, real onnxruntime sessions and profiles, real s
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archbench.cli import main
 from archbench.data import DataConfig, load_data, normalize
 from archbench.errors import ArchbenchError
-from archbench.export import export_onnx, ort_cpu_session
 from archbench.measure.coldstart import ColdStartSpec, measure_cold_start
+from archbench.measure.export import export_onnx
 from archbench.measure.layerwise import (
     eager_layer_times,
     layer_costs,
@@ -25,10 +27,11 @@ from archbench.measure.layerwise import (
     layerwise_roofline,
     onnxruntime_layer_times,
 )
-from archbench.measure.memory import MemoryConfig, find_largest_batch, measure_training_memory
+from archbench.measure.memory import find_largest_batch
 from archbench.measure.numerics import compare_to_fp32
+from archbench.measure.onnxrt import create_session
 from archbench.measure.quantize import QuantizeConfig, calibration_subset, quantize_int8
-from archbench.roofline import MachinePeak, roofline
+from archbench.measure.roofline import MachinePeak, roofline
 from architectures import create_arch
 
 INT8_AGREEMENT_FLOOR = 0.95  # top-1 agreement of int8 with fp32 on the 359 digits test images
@@ -82,7 +85,7 @@ def trained(digits, tmp_path_factory):
 
 
 def _logits(onnx_path: Path, images: torch.Tensor) -> torch.Tensor:
-    session = ort_cpu_session(onnx_path, threads=1)
+    session = create_session(onnx_path, threads=1).session
     return torch.from_numpy(session.run(None, {"input": images.numpy()})[0])
 
 
@@ -163,7 +166,7 @@ def test_layerwise_bound_equals_a_hand_computation():
 
 @pytest.mark.parametrize("name", ["squeezenet_dsc", "mobilenet"])
 def test_layerwise_bound_is_never_below_the_aggregate_compute_bound(name):
-    from archbench.complexity import count_macs
+    from archbench.measure.complexity import count_macs
 
     model = create_arch(name, num_classes=10)
     macs = count_macs(model)
@@ -247,11 +250,21 @@ def test_batch_search_finds_the_exact_largest_batch_within_bounded_probes():
     assert len(backed_off.probes) <= 16
 
 
-def test_cpu_training_memory_search_runs_real_training_steps_in_subprocesses():
-    config = MemoryConfig(arch="squeezenet_dsc", budget_bytes=8 * 2**30, max_batch=2, threads=1)
-    result = measure_training_memory(config)
-    assert result["largest_batch"] == 2 and result["exact"]
+def test_archbench_memory_finds_the_largest_batch_and_fails_cleanly(tmp_path, capsys):
+    """Real training steps in real subprocesses: the search stops at --max-batch 2."""
+    out = tmp_path / "fits"
+    argv = ["memory", "--arch", "squeezenet_dsc", "--threads", "1", "--quiet", "--out", str(out)]
+    assert main([*argv, "--budget", "8GiB", "--max-batch", "2"]) == 0
+    assert "largest training batch within 8.00 GiB on cpu: 2" in capsys.readouterr().out
+    result = json.loads((out / "memory.json").read_text())
+    assert result["largest_batch"] == 2 and result["exact"] and result["device"] == "cpu"
     assert [probe["batch"] for probe in result["probes"]] == [1, 2]
     assert all(probe["bytes"] > 0 and probe["fits"] for probe in result["probes"])
-    with pytest.raises(ArchbenchError, match="even batch 1"):
-        measure_training_memory(MemoryConfig(arch="squeezenet_dsc", budget_bytes=2**20))
+    assert result["baseline_rss_bytes"] > 0
+
+    too_small = tmp_path / "too-small"
+    argv[-1] = str(too_small)
+    assert main([*argv, "--budget", "1MiB"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("archbench: error: even batch 1 needs") and error.count("\n") == 1
+    assert not too_small.exists()  # nothing half-written
