@@ -31,6 +31,7 @@ COMMANDS = (
     "profile",
     "report",
     "suite",
+    "memory",
     "serve",
     "serve_bench",  # archbench serve-bench
 )

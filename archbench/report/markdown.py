@@ -20,6 +20,7 @@ from .study import study_comparison, study_latency_ratios
 from .study_targets import COST_NOTE, cost_table, target_lines
 from .tables import (
     backends_in,
+    cold_start_table,
     efficiency_table,
     gpu_speedup_table,
     is_missing,
@@ -105,6 +106,10 @@ def study_shaped_table(group: pd.DataFrame, *, mark_budget: bool = False) -> pd.
     frame["params"] = group["params"].astype("Int64")
     frame["size MB"] = group["size_mb"]
     frame["MMACs"] = group["macs"] / 1e6
+    if group["int8_top1"].notna().any():  # the int8 model, measured in the same profile
+        frame["int8 top-1 %"] = 100 * group["int8_top1"]
+        frame["int8 diff (points)"] = group["int8_diff_pts"]
+        frame["int8 size MB"] = group["int8_size_mb"]
     for backend in backends_in(group):
         mean, std = group[f"{backend}_mean_ms"], group[f"{backend}_std_ms"]
         frame[f"{backend} ms"] = [
@@ -177,9 +182,26 @@ def render_markdown(
                 "## Efficiency (roofline)",
                 "",
                 "Achieved GFLOP/s = 2 x MACs / p50 latency; % of the machine's measured peak; "
-                "lower bound = the fastest time the measured compute and memory peaks allow.",
+                "lower bound = the fastest time the measured compute and memory peaks allow for "
+                "the whole network; layer-wise bound = the sum over layers of each layer's own "
+                "bound (its FLOPs at peak, or its weights and input and output activations at "
+                "the measured bandwidth, whichever is longer): the honest floor, and p50 vs "
+                "layer-wise is measured over it. Reduced-precision backends are compared with "
+                "the fp32 bounds.",
                 "",
                 _markdown(efficiency, 2),
+                "",
+            ]
+        cold = cold_start_table(table)
+        if not cold.empty:
+            lines += [
+                "## Cold start and inference memory",
+                "",
+                "Each backend in a fresh interpreter: loading the model from disk, creating the "
+                "session (or building the network), the first inference, against the steady "
+                "p50; memory = peak resident memory minus an interpreter with the same imports.",
+                "",
+                _markdown(cold, 2),
                 "",
             ]
     if study and not table.empty:
