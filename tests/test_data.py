@@ -31,8 +31,8 @@ from archbench.data import (
     normalize,
     stratified_split,
 )
-from archbench.data import torchvision_sets as torchvision_sets_module
 from archbench.data import imagefolder as imagefolder_module
+from archbench.data import torchvision_sets as torchvision_sets_module
 from archbench.errors import ArchbenchError
 
 CIFAR_CLASSES = [
