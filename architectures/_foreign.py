@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
-import importlib.util
 import re
 
 from torch import nn
@@ -104,13 +103,13 @@ def _torchvision_input_size(name: str) -> tuple[int, int, int]:
 
 
 def _import_timm():
-    if importlib.util.find_spec("timm") is None:
+    try:
+        import timm
+    except ImportError:
         raise ArchitectureError(
             "timm networks need the timm package, which is not installed: "
             "pip install 'archbench[timm]'"
-        )
-    import timm
-
+        ) from None
     return timm
 
 
