@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from archbench.sysinfo import machine_id  # noqa: E402
+from archbench.measure.sysinfo import machine_id  # noqa: E402
 
 DEFAULT_STORAGE = REPO / "benchmarks" / "baselines"
 SUITE = REPO / "tests" / "benchmarks"

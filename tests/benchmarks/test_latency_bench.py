@@ -22,10 +22,11 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from archbench.complexity import count_macs, count_parameters
 from archbench.data import DataConfig, load_data, normalize
-from archbench.export import INPUT_NAME, export_onnx, ort_cpu_session
-from archbench.latency import torch_threads
+from archbench.measure.complexity import count_macs, count_parameters
+from archbench.measure.export import INPUT_NAME, export_onnx
+from archbench.measure.models import torch_threads
+from archbench.measure.onnxrt import create_session
 from architectures import create_arch, list_archs
 
 ROUNDS = int(os.environ.get("ARCHBENCH_BENCH_ROUNDS", "3"))
@@ -103,7 +104,7 @@ def test_latency(benchmark, arch, backend, image, tmp_path):
     else:
         exported = export_onnx(model, tmp_path / f"{arch}.onnx", input_shape=tuple(image.shape))
         assert exported.ok, exported.error
-        session = ort_cpu_session(tmp_path / f"{arch}.onnx", threads=THREADS)
+        session = create_session(tmp_path / f"{arch}.onnx", threads=THREADS).session
         feed = {INPUT_NAME: image.numpy()}
 
         def forward():
