@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from archbench.data import DataConfig, load_data, normalize
-from archbench.export import check_parity, export_onnx
+from archbench.measure.export import check_parity, export_onnx
 from architectures import ArchitectureError, arch_info, check_output, create_arch, list_archs
 
 INPUT_SHAPE = (3, 32, 32)

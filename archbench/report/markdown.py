@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, files
+from ..measure.complexity import MACS_CONVENTION
 from ..train import rundir
 from .collect import RunRecord, nested_get
 from .figures import write_figures
@@ -26,6 +27,7 @@ from .tables import (
 )
 
 REPORT_FORMATS = ("md", "csv", "json")
+MACS_COLUMN = "MMACs (1 MAC = 2 FLOPs)"
 
 
 def _conditions(records: Sequence[RunRecord]) -> list[str]:
@@ -83,16 +85,28 @@ def _markdown(frame: pd.DataFrame, digits: int = 2) -> str:
     return shown.to_markdown(index=False, disable_numparse=True)
 
 
+def macs_footnotes(group: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Architecture labels marked ``[n]`` where the MAC count misses operators, and the notes."""
+    labels, notes = [], []
+    misses = group["macs_miss"] if "macs_miss" in group else [""] * len(group)
+    for arch, miss in zip(group["arch"], misses, strict=True):
+        if isinstance(miss, str) and miss:
+            notes.append(f"[{len(notes) + 1}] {arch}: MMACs leave out {miss} (no fvcore counter)")
+            arch = f"{arch} [{len(notes)}]"
+        labels.append(arch)
+    return labels, notes
+
+
 def study_shaped_table(group: pd.DataFrame) -> pd.DataFrame:
     """The study's table shape for one dataset: accuracy, params, size, MACs, latency ± std."""
     show_top5 = int(group["num_classes"].iloc[0]) > 10
-    frame = pd.DataFrame({"architecture": group["arch"]})
+    frame = pd.DataFrame({"architecture": macs_footnotes(group)[0]}, index=group.index)
     frame["top-1 %"] = 100 * group["top1"]
     if show_top5:
         frame["top-5 %"] = 100 * group["top5"]
     frame["params"] = group["params"].astype("Int64")
     frame["size MB"] = group["size_mb"]
-    frame["MMACs"] = group["macs"] / 1e6
+    frame[MACS_COLUMN] = group["macs"] / 1e6
     for backend in backends_in(group):
         mean, std = group[f"{backend}_mean_ms"], group[f"{backend}_std_ms"]
         frame[f"{backend} ms"] = [
@@ -120,7 +134,13 @@ def render_markdown(
         lines += ["No complete rundir.", ""]
     for dataset, group in table.groupby("dataset", sort=False) if not table.empty else []:
         lines += [f"## {dataset}", "", _markdown(study_shaped_table(group)), ""]
-        lines += ["Latency: batch 1, mean ± std over the profiled test samples.", ""]
+        lines += [
+            f"Latency: batch 1, mean ± std over the profiled test samples. MACs: fvcore, "
+            f"{MACS_CONVENTION}.",
+            "",
+        ]
+        footnotes = macs_footnotes(group)[1]
+        lines += [*[f"{note}  " for note in footnotes], ""] if footnotes else []
         curves = [f for f in figures if f"-{rundir.slug(dataset)}-accuracy-vs-" in f.name]
         lines += [f"![{f.stem}]({f.name})" for f in curves]
         lines += [""] if curves else []
@@ -145,7 +165,8 @@ def render_markdown(
             lines += [
                 "## Efficiency (roofline)",
                 "",
-                "Achieved GFLOP/s = 2 x MACs / p50 latency; % of the machine's measured peak; "
+                f"Achieved GFLOP/s = 2 x MACs / p50 latency ({MACS_CONVENTION}); "
+                "% of the machine's measured peak; "
                 "lower bound = the fastest time the measured compute and memory peaks allow.",
                 "",
                 _markdown(efficiency, 2),
