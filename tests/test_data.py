@@ -31,8 +31,8 @@ from archbench.data import (
     normalize,
     stratified_split,
 )
-from archbench.data import datasets as datasets_module
 from archbench.data import imagefolder as imagefolder_module
+from archbench.data import torchvision_sets as torchvision_sets_module
 from archbench.data.loader import epoch_seed
 from archbench.errors import ArchbenchError
 
@@ -289,7 +289,7 @@ def test_download_fails_fast_and_names_the_directory(tmp_path, monkeypatch, stal
 
     monkeypatch.setenv("no_proxy", "*")
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", stalled_server)
-    monkeypatch.setattr(datasets_module, "DOWNLOAD_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(torchvision_sets_module, "DOWNLOAD_TIMEOUT_S", 1.0)
     start = time.perf_counter()
     with pytest.raises(ArchbenchError, match="download failed") as caught:
         load_data(DataConfig("cifar10", data_dir=tmp_path / "cifar", download=True))

@@ -24,7 +24,11 @@ def add_parser(commands) -> None:
         "the test set and profile it. Ctrl-C stops cleanly; --resume continues.",
     )
     what = parser.add_argument_group("what to train")
-    what.add_argument("--arch", help=f"architecture name or FILE.py:FUNC (default {defaults.arch})")
+    what.add_argument(
+        "--arch",
+        help="registered name, torchvision.models:NAME, timm:NAME or FILE.py:FUNC "
+        f"(default {defaults.arch})",
+    )
     what.add_argument(
         "--dataset",
         help="digits (embedded, offline), cifar10, cifar100, mnist, fashion-mnist or "
@@ -33,6 +37,13 @@ def add_parser(commands) -> None:
     what.add_argument(
         "--data-dir",
         help="where datasets live (default $ARCHBENCH_DATA or ~/.cache/archbench/data)",
+    )
+    what.add_argument(
+        "--input-size",
+        type=int,
+        metavar="N",
+        help="resize images to NxN (bilinear, antialiased, once, cached); default: the "
+        "network's own size, or the dataset's for torchvision/timm/your networks",
     )
     what.add_argument(
         "--augment",

@@ -2,9 +2,10 @@
 
 :func:`profile_model` measures a model and writes its profile directory:
 
-* ``profile.json``: parameters, serialized sizes, MACs, accuracy, ONNX export and parity,
-  per-backend latency, the machine's peaks and a roofline reading, with the system description
-  and the configuration (written last, atomically);
+* ``profile.json``: parameters, serialized sizes, MACs (and ``complexity``: FLOPs, the
+  convention, MACs per operator and the operators fvcore could not count), accuracy, ONNX
+  export and parity, per-backend latency, the machine's peaks and a roofline reading, with the
+  system description and the configuration (written last, atomically);
 * ``state_dict.pt`` (``torch.save`` of the state dict: its size is the study's "storage size")
   and ``model.onnx`` (its size is reported too); both sizes are the real file sizes;
 * ``macs_by_layer.csv`` (the heaviest layers) and ``confusion_matrix.csv`` (when labels are
@@ -32,7 +33,7 @@ from ..errors import ArchbenchError, describe_error
 from ..evaluate.classification import accuracy_report, predict_logits
 from ..measure import exclusive, precision
 from ..measure.backends import backend_method, device_of, is_onnxruntime, parse_backends
-from ..measure.complexity import count_macs, count_parameters, macs_by_layer
+from ..measure.complexity import count_complexity, count_parameters, macs_by_layer
 from ..measure.export import OPSET, ExportResult, ParityResult, check_parity, export_onnx
 from ..measure.latency import BackendResult, measure_latency
 from ..measure.precision import PrecisionPolicy
@@ -89,13 +90,17 @@ def _check_inputs(samples, labels, eval_images, class_names, num_classes, config
 
 
 def _complexity(model, input_shape, out_dir: Path, top_layers: int, say: Say):
-    """Parameters, MACs (or why not) and ``macs_by_layer.csv`` of the heaviest layers."""
+    """Parameters, the complexity record (or why not) and ``macs_by_layer.csv``."""
     params = count_parameters(model)
+    complexity: dict[str, Any] | None = None
     macs: int | None = None
     macs_error: str | None = None
     layers_csv = out_dir / "macs_by_layer.csv"
     try:
-        macs = count_macs(model, input_shape)
+        counted = count_complexity(model, input_shape)
+        complexity, macs = counted.to_dict(), counted.macs
+        if counted.uncounted_ops:
+            say(f"  MACs leave out {', '.join(counted.uncounted_ops)} (no fvcore counter)")
     except Exception as error:  # recorded, not swallowed: macs is null with its reason
         macs_error = describe_error(error)
     try:
@@ -111,7 +116,7 @@ def _complexity(model, input_shape, out_dir: Path, top_layers: int, say: Say):
     except Exception as error:
         layers_csv.unlink(missing_ok=True)  # no stale table from an earlier run
         say(f"  MACs by layer unavailable: {describe_error(error)}")
-    return params, macs, macs_error
+    return params, complexity, macs, macs_error
 
 
 def _export_and_parity(model, onnx_path: Path, inputs: _Inputs, threads: int, say: Say):
@@ -243,7 +248,7 @@ def _measure(
 
     say("system and complexity")
     system = describe_system(threads)
-    params, macs, macs_error = _complexity(
+    params, complexity, macs, macs_error = _complexity(
         model, inputs.input_shape, out_dir, config.top_layers, say
     )
     say("state dict and ONNX export")
@@ -281,6 +286,7 @@ def _measure(
         },
         "macs": macs,
         "macs_error": macs_error,
+        "complexity": complexity,
         "accuracy": accuracy,
         "onnx": {
             "ok": exported.ok,

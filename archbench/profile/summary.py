@@ -26,7 +26,12 @@ def print_summary(profile: dict[str, Any], console) -> None:
         f"  params {params.get('trainable', 0):,} trainable"
         f" | state_dict {_mb(sizes.get('state_dict'))} | onnx {_mb(sizes.get('onnx'))}"
         f" | MACs {f'{macs / 1e6:.1f} M' if macs is not None else 'n/a'}"
+        " (1 MAC = 2 FLOPs)"
     )
+    uncounted = (profile.get("complexity") or {}).get("uncounted_ops") or {}
+    if uncounted:
+        missed = ", ".join(f"{op} x{count}" for op, count in uncounted.items())
+        console.print(f"  MACs leave out {escape(missed)} (no fvcore counter)", highlight=False)
     accuracy = profile.get("accuracy")
     if accuracy:
         top5 = accuracy.get("top5")

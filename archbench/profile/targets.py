@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from rich.markup import escape
 
-from architectures import create_arch
+from architectures import arch_info, check_output, create_arch
 
-from ..data import DataConfig, load_data, normalize
+from ..data import STUDY_SHAPE, DataConfig, dataset_shape, load_data, normalize
 from ..errors import ArchbenchError
 from ..locks import DirectoryLock
 from ..measure.quantize import calibration_subset
@@ -68,7 +68,9 @@ def profile_run(
             "train it to completion or resume it first"
         )
     best = rundir.load_checkpoint(best_path, expect={k: v for k, v in expect.items() if v})
-    model = create_arch(best["arch"], num_classes=best["num_classes"])
+    # Runs from before input shapes were recorded were all fed the study's shape.
+    shape = tuple(train.get("input_shape") or STUDY_SHAPE)
+    model = create_arch(best["arch"], num_classes=best["num_classes"], in_channels=shape[0])
     try:
         model.load_state_dict(best["model"])
     except RuntimeError as error:
@@ -82,6 +84,7 @@ def profile_run(
         val_fraction=train.get("val_fraction", 0.1),
         split_seed=train.get("seed", 0),
         download=False,
+        input_shape=shape,
     )
     images, labels, classes, calibration = _test_images(
         data_config, best.get("mean"), best.get("std"), config.calibration_samples
@@ -114,29 +117,38 @@ def profile_untrained(
     num_classes: int = 10,
     dataset: str = "digits",
     data_dir: Path | None = None,
-    out_dir: Path,
+    input_size: int | None = None,
+    out_dir: Path | Callable[[], Path],
     config: ProfileConfig = ProfileConfig(),  # noqa: B008
     console=None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Profile a freshly initialized network: latency, size and MACs do not depend on training.
 
-    Inputs are still real test images of ``dataset`` (the embedded digits by default), so the
-    timed work is what a deployed model would see; accuracy is omitted.
+    Inputs are still real test images of ``dataset`` (the embedded digits by default), at the
+    network's input shape (``input_size`` overrides height and width), so the timed work is
+    what a deployed model would see; accuracy is omitted. ``out_dir`` may be a function that
+    makes the directory: it is called only once the network is built and runs on the images,
+    so a bad ``--arch`` leaves nothing behind.
     """
     from rich.console import Console
 
     console = console or Console()
     if num_classes < 1:
         raise ArchbenchError(f"--num-classes must be positive, got {num_classes}")
+    if input_size is not None and input_size < 1:
+        raise ArchbenchError(f"--input-size must be positive, got {input_size}")
+    shape = arch_info(arch).input_shape(dataset_shape(dataset), input_size)
     torch.manual_seed(0)
-    model = create_arch(arch, num_classes=num_classes)
+    model = create_arch(arch, num_classes=num_classes, in_channels=shape[0])
+    check_output(model, arch, shape, num_classes)
     images, _, _, calibration = _test_images(
-        DataConfig(dataset=dataset, data_dir=data_dir, download=False),
+        DataConfig(dataset=dataset, data_dir=data_dir, download=False, input_shape=shape),
         None,
         None,
         config.calibration_samples,
     )
+    out_dir = out_dir() if callable(out_dir) else out_dir
     say = _say(console, quiet)
     say(f"profiling untrained {arch} ({num_classes} classes) on {dataset} test images -> {out_dir}")
     profile = profile_model(

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, files
+from ..measure.complexity import MACS_CONVENTION
 from ..train import rundir
 from .aggregate import aggregate_seeds
 from .collect import RunRecord, nested_get
@@ -34,6 +35,7 @@ SEED_GROUPS_NOTE = (
     "best epoch and epochs as ranges, latency pooled (mean of the per-run means ± the std of "
     "all samples together)."
 )
+MACS_COLUMN = "MMACs (1 MAC = 2 FLOPs)"
 
 
 def _conditions(records: Sequence[RunRecord]) -> list[str]:
@@ -91,6 +93,18 @@ def _markdown(frame: pd.DataFrame, digits: int = 2) -> str:
     return shown.to_markdown(index=False, disable_numparse=True)
 
 
+def macs_footnotes(group: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Architecture labels marked ``[n]`` where the MAC count misses operators, and the notes."""
+    labels, notes = [], []
+    misses = group["macs_miss"] if "macs_miss" in group else [""] * len(group)
+    for arch, miss in zip(group["arch"], misses, strict=True):
+        if isinstance(miss, str) and miss:
+            notes.append(f"[{len(notes) + 1}] {arch}: MMACs leave out {miss} (no fvcore counter)")
+            arch = f"{arch} [{len(notes)}]"
+        labels.append(arch)
+    return labels, notes
+
+
 def study_shaped_table(group: pd.DataFrame, *, mark_budget: bool = False) -> pd.DataFrame:
     """The study's table shape for one dataset: accuracy, params, size, MACs, latency ± std.
 
@@ -99,13 +113,13 @@ def study_shaped_table(group: pd.DataFrame, *, mark_budget: bool = False) -> pd.
     """
     show_top5 = int(group["num_classes"].iloc[0]) > 10
     seeded = "n" in group.columns and bool((group["n"] > 1).any())
-    frame = pd.DataFrame({"architecture": group["arch"]})
+    frame = pd.DataFrame({"architecture": macs_footnotes(group)[0]}, index=group.index)
     frame["top-1 %"] = _accuracy(group, "top1") if seeded else 100 * group["top1"]
     if show_top5:
         frame["top-5 %"] = _accuracy(group, "top5") if seeded else 100 * group["top5"]
     frame["params"] = group["params"].astype("Int64")
     frame["size MB"] = group["size_mb"]
-    frame["MMACs"] = group["macs"] / 1e6
+    frame[MACS_COLUMN] = group["macs"] / 1e6
     if group["int8_top1"].notna().any():  # the int8 model, measured in the same profile
         frame["int8 top-1 %"] = 100 * group["int8_top1"]
         frame["int8 diff (points)"] = group["int8_diff_pts"]
@@ -154,9 +168,15 @@ def render_markdown(
     for dataset, group in table.groupby("dataset", sort=False) if not table.empty else []:
         shaped = study_shaped_table(group, mark_budget=bool(study))
         lines += [f"## {dataset}", "", _markdown(shaped), ""]
-        lines += ["Latency: batch 1, mean ± std over the profiled test samples.", ""]
+        lines += [
+            f"Latency: batch 1, mean ± std over the profiled test samples. MACs: fvcore, "
+            f"{MACS_CONVENTION}.",
+            "",
+        ]
         if "n" in shaped.columns:
             lines += [SEED_GROUPS_NOTE, ""]
+        footnotes = macs_footnotes(group)[1]
+        lines += [*[f"{note}  " for note in footnotes], ""] if footnotes else []
         curves = [f for f in figures if f"-{rundir.slug(dataset)}-accuracy-vs-" in f.name]
         lines += [f"![{f.stem}]({f.name})" for f in curves]
         lines += [""] if curves else []
@@ -181,7 +201,8 @@ def render_markdown(
             lines += [
                 "## Efficiency (roofline)",
                 "",
-                "Achieved GFLOP/s = 2 x MACs / p50 latency; % of the machine's measured peak; "
+                f"Achieved GFLOP/s = 2 x MACs / p50 latency ({MACS_CONVENTION}); "
+                "% of the machine's measured peak; "
                 "lower bound = the fastest time the measured compute and memory peaks allow for "
                 "the whole network; layer-wise bound = the sum over layers of each layer's own "
                 "bound (its FLOPs at peak, or its weights and input and output activations at "

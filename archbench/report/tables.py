@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..measure.backends import BACKENDS
+from ..measure.complexity import describe_uncounted
 from .aggregate import group_keys
 from .collect import RunRecord, nested_get
 
@@ -42,6 +43,10 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
                 profile, "numerics", "cpu-onnxruntime-int8", "top1_delta_points"
             ),
             "macs": nested_get(profile, "macs"),
+            # operators with multiplications fvcore could not count ("" when none)
+            "macs_miss": describe_uncounted(
+                nested_get(profile, "complexity", "uncounted_ops") or {}
+            ),
             "best_epoch": result.get("best_epoch"),
             "epochs_run": result.get("epochs_run"),
             "selected_on": result.get("selected_on"),

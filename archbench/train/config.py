@@ -11,7 +11,9 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from ..data import AUGMENTATIONS, ImageData
+from architectures import arch_info
+
+from ..data import AUGMENTATIONS, ImageData, dataset_shape
 from ..errors import ArchbenchError
 from .schedule import PLATEAU_PRESETS, EarlyStopConfig, EarlyStopping, PlateauSchedule
 
@@ -59,6 +61,17 @@ class TrainConfig:
     channels_last: bool = True  # ~1.4x faster training steps on CPU (benchmarks/)
     precision: str = "fp32"  # bf16 = autocast mixed precision for the training step
     compile: bool = False
+    input_size: int | None = None  # --input-size: square images of this side, for any network
+    # (C, H, W) the network is fed: resolved from the network and the dataset (input_shape())
+    input_shape: tuple[int, int, int] | None = None
+
+    def resolve_input_shape(self) -> TrainConfig:
+        """Fix ``input_shape``: the registered network's own, or the dataset's for a foreign
+        one, with ``input_size`` overriding height and width. An unknown network fails here."""
+        if self.input_shape is not None:
+            return replace(self, input_shape=tuple(int(v) for v in self.input_shape))
+        shape = arch_info(self.arch).input_shape(dataset_shape(self.dataset), self.input_size)
+        return replace(self, input_shape=shape)
 
     def resolved(self, data: ImageData) -> TrainConfig:
         """Fill the dataset-dependent defaults so the saved config says what really ran."""
@@ -84,6 +97,10 @@ class TrainConfig:
             (self.threads is None or self.threads > 0, "--threads must be positive"),
             (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),
             (self.early_stop_patience > 0, "--early-stop-patience must be positive"),
+            (
+                self.input_size is None or self.input_size > 0,
+                f"--input-size must be positive, got {self.input_size}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from architectures import create_arch
+from architectures import check_output, create_arch
 
 from .. import files
 from ..data import DataConfig, ImageData, Split, load_data
@@ -46,6 +46,7 @@ def _load_data(config: TrainConfig) -> ImageData:
             data_dir=Path(config.data_dir).expanduser() if config.data_dir else None,
             val_fraction=config.val_fraction,
             split_seed=config.seed,
+            input_shape=config.input_shape,
         )
     )
 
@@ -63,6 +64,8 @@ def _describe_data(data: ImageData) -> dict:
         "test": size(data.test),
         "mean": list(data.mean),
         "std": list(data.std),
+        "input_shape": list(data.shape),
+        "native_shape": list(data.native_shape),
     }
 
 
@@ -96,7 +99,9 @@ def train_run(
     config.validate()
     rundir.ensure_writable(Path(config.runs_dir))
     data, config, sizes = _prepare(config)
-    create_arch(config.arch, num_classes=data.num_classes)  # unknown arch fails here
+    # A network that cannot be built, or cannot take these images, fails before any file.
+    model = create_arch(config.arch, num_classes=data.num_classes, in_channels=data.shape[0])
+    check_output(model, config.arch, data.shape, data.num_classes)
     run_dir = rundir.new_run_dir(Path(config.runs_dir), config.arch, config.dataset, name)
     grouping = {} if group is None else {"group": group}
     with DirectoryLock(run_dir, TRAINING):
@@ -109,6 +114,7 @@ def train_run(
 
 def _prepare(config: TrainConfig) -> tuple[ImageData, TrainConfig, dict]:
     torch.set_num_threads(config.threads or torch.get_num_threads())
+    config = config.resolve_input_shape()  # an unknown network fails here, before the data
     data = _load_data(config)
     config = config.resolved(data)
     return data, config, _describe_data(data)

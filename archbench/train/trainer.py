@@ -41,7 +41,9 @@ class Trainer:
         self.console, self.quiet = console, log.quiet
         self.device = torch.device(config.device)
         torch.manual_seed(config.seed)
-        self.model = create_arch(config.arch, num_classes=data.num_classes).to(self.device)
+        self.model = create_arch(
+            config.arch, num_classes=data.num_classes, in_channels=data.shape[0]
+        ).to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # torch.compile wraps the module; checkpoints keep the plain module's state_dict.
