@@ -6,7 +6,7 @@
 >>> model = create_arch("squeezenet_dsc", num_classes=100)
 """
 
-from . import alexnet, mobilenet, squeezenet, vgg  # noqa: F401  (registers the networks)
+from . import alexnet, mlp, mobilenet, squeezenet, vgg  # noqa: F401  (registers the networks)
 from ._blocks import ConvNormAct, DepthwiseSeparable
 from ._registry import (
     ENTRY_POINT_GROUP,

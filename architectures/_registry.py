@@ -113,20 +113,27 @@ def arch_info(name: str) -> ArchInfo:
     return _REGISTRY[name]
 
 
-def create_arch(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs) -> nn.Module:
+def create_arch(
+    name: str, num_classes: int = 10, in_channels: int | None = None, **kwargs
+) -> nn.Module:
     """Build a network by registered name or ``FILE.py:FUNC`` / ``module:FUNC`` reference.
 
     ``None`` keyword arguments are dropped (timm's convention), so a CLI flag left unset keeps the
-    architecture's own default.
+    architecture's own default; ``in_channels`` left unset is the registered ``input_size``'s.
     """
     if num_classes < 1:
         raise ArchitectureError(f"num_classes must be positive, got {num_classes}")
-    builder = arch_info(name).builder
+    info = arch_info(name)
+    builder = info.builder
+    native_channels = info.input_size[0]
+    in_channels = native_channels if in_channels is None else in_channels
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
     if _accepts(builder, "in_channels"):
         kwargs["in_channels"] = in_channels
-    elif in_channels != 3:
-        raise ArchitectureError(f"builder for {name!r} takes no in_channels; it expects 3")
+    elif in_channels != native_channels:
+        raise ArchitectureError(
+            f"builder for {name!r} takes no in_channels; it expects {native_channels}"
+        )
     model = builder(num_classes=num_classes, **kwargs)
     if not isinstance(model, nn.Module):
         raise ArchitectureError(
