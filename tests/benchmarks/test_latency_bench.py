@@ -26,7 +26,8 @@ from archbench.complexity import count_macs, count_parameters
 from archbench.data import DataConfig, load_data, normalize
 from archbench.export import INPUT_NAME, export_onnx, ort_cpu_session
 from archbench.latency import torch_threads
-from architectures import create_arch, list_archs
+from architectures import arch_info, create_arch, list_archs
+from tests.native_inputs import to_input_size
 
 ROUNDS = int(os.environ.get("ARCHBENCH_BENCH_ROUNDS", "3"))
 WARMUP = int(os.environ.get("ARCHBENCH_BENCH_WARMUP", "2"))
@@ -86,6 +87,7 @@ def test_calibration(benchmark):
 @pytest.mark.parametrize("arch", list_archs())
 def test_latency(benchmark, arch, backend, image, tmp_path):
     model = create_arch(arch, num_classes=10).eval()
+    image = to_input_size(image, arch_info(arch).input_size)
     benchmark.group = arch
     benchmark.extra_info.update(
         arch=arch,
