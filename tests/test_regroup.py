@@ -11,10 +11,10 @@ import torch
 from sklearn import metrics
 from torchvision.datasets import FashionMNIST
 
+from archbench.data.group_presets import PRESETS
 from archbench.errors import ArchbenchError
 from archbench.evaluate import classification
 from archbench.evaluate.regroup import evaluate_regrouped, load_regrouping, write_regrouped
-from archbench.evaluate.regroup_presets import PRESETS
 from tests.digits_models import train_linear_digits
 
 # Official CIFAR-100: the 100 fine names in label order and each one's coarse label

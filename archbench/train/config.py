@@ -59,6 +59,8 @@ class TrainConfig:
     channels_last: bool = True  # ~1.4x faster training steps on CPU (benchmarks/)
     precision: str = "fp32"  # bf16 = autocast mixed precision for the training step
     compile: bool = False
+    regroup: str | None = None  # train on grouped labels: a preset name or a .json/.toml file
+    class_weight: str | None = None  # cross-entropy class weights: "balanced" or a list
 
     def resolved(self, data: ImageData) -> TrainConfig:
         """Fill the dataset-dependent defaults so the saved config says what really ran."""

@@ -17,9 +17,11 @@ from architectures import create_arch
 
 from .. import files
 from ..data import DataConfig, ImageData, Split, load_data
+from ..data.groups import load_regrouping, regroup_data, regrouping_from_record
 from ..errors import ArchbenchError
 from ..measure.sysinfo import describe_system
 from . import rundir
+from .class_weight import resolve_class_weights
 from .config import TrainConfig
 from .records import RunLog
 from .signals import StopRequest
@@ -46,6 +48,33 @@ def _load_data(config: TrainConfig) -> ImageData:
             split_seed=config.seed,
         )
     )
+
+
+def _prepare_data(config: TrainConfig, data: ImageData, recorded: dict | None):
+    """Apply ``--regroup`` and resolve ``--class-weight``: the data trained on, and the record.
+
+    A resumed run rebuilds its regrouping from ``config.json``'s record, not from the file it
+    named, so it keeps training on the labels it started with.
+    """
+    record: dict = {}
+    if config.regroup:
+        if recorded and recorded.get("regroup"):
+            regrouping = regrouping_from_record(recorded["regroup"])
+        else:
+            regrouping = load_regrouping(config.regroup)
+        group_map = regrouping.resolve(data.classes)
+        data = regroup_data(data, group_map)
+        record["regroup"] = {
+            **group_map.to_dict(),
+            "fine_classes": list(group_map.class_names),
+            "class_to_group": list(group_map.class_to_group),
+            "loss": "softmax over the groups (a binary regrouping is a 2-way softmax)",
+        }
+    weights = resolve_class_weights(config.class_weight, data.train.labels, data.classes)
+    record["class_weights"] = (
+        None if weights is None else dict(zip(data.classes, weights, strict=True))
+    )
+    return data, record, weights
 
 
 def _describe_data(data: ImageData) -> dict:
@@ -78,13 +107,15 @@ def train_run(
     checked before the run directory is created.
     """
     console = console or Console()
+    recorded = None
     if resume is not None:
         run_dir, config = _resume_target(resume)
+        recorded = rundir.read_run(run_dir).config
     else:
         config.validate()
         rundir.ensure_writable(Path(config.runs_dir))
     torch.set_num_threads(config.threads or torch.get_num_threads())
-    data = _load_data(config)
+    data, labels_record, class_weights = _prepare_data(config, _load_data(config), recorded)
     config = config.resolved(data)
     sizes = _describe_data(data)
     if resume is None:
@@ -92,10 +123,15 @@ def train_run(
         run_dir = rundir.new_run_dir(Path(config.runs_dir), config.arch, config.dataset)
         files.write_json(
             run_dir / rundir.CONFIG,
-            {"train": asdict(config), "data": sizes, "system": describe_system()},
+            {
+                "train": asdict(config),
+                "data": sizes,
+                **labels_record,
+                "system": describe_system(),
+            },
         )
     log = RunLog(run_dir / rundir.LOG, console, quiet)
-    trainer = Trainer(config, data, run_dir, log, console)
+    trainer = Trainer(config, data, run_dir, log, console, class_weights=class_weights)
     if resume is not None:
         trainer.load_last()
         log(f"resuming {run_dir} after epoch {trainer.epoch}")
