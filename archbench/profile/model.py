@@ -30,6 +30,7 @@ from torch import nn
 from .. import files
 from ..errors import ArchbenchError, describe_error
 from ..evaluate.classification import accuracy_report, predict_logits
+from ..evaluate.regroup import GroupMap, evaluate_regrouped, write_regrouped
 from ..measure import exclusive
 from ..measure.backends import backend_method, device_of, parse_backends
 from ..measure.complexity import count_macs, count_parameters, macs_by_layer
@@ -130,16 +131,20 @@ def _export_and_parity(model, onnx_path: Path, inputs: _Inputs, threads: int, sa
     return exported, parity
 
 
-def _accuracy(model, inputs: _Inputs, out_dir: Path, threads: int, say: Say):
-    """The accuracy block and ``confusion_matrix.csv``, when labels were given."""
+def _accuracy(model, inputs: _Inputs, out_dir: Path, threads: int, group_map, say: Say):
+    """The accuracy and regrouped blocks and their files, when labels were given."""
     if inputs.labels is None:
         (out_dir / "confusion_matrix.csv").unlink(missing_ok=True)  # none from an earlier run
-        return None
+        return None, None
     say(f"accuracy on {inputs.evaluation.shape[0]} images")
     logits = predict_logits(model, inputs.evaluation.to(torch.float32), threads=threads)
     accuracy, confusion = accuracy_report(logits, inputs.labels, inputs.class_names)
     write_confusion(out_dir / "confusion_matrix.csv", confusion, inputs.class_names)
-    return accuracy
+    if group_map is None:
+        return accuracy, None
+    say(f"regrouped as {group_map.name}: merged confusion matrix and ROC")
+    evaluation = evaluate_regrouped(group_map, logits, inputs.labels)
+    return accuracy, {**evaluation.summary, "files": write_regrouped(out_dir, evaluation)}
 
 
 def _latency(
@@ -226,6 +231,7 @@ def _measure(
     labels: torch.Tensor | None,
     eval_images: torch.Tensor | None,
     class_names: list[str] | None,
+    group_map: GroupMap | None,
     config: ProfileConfig,
     say: Say,
 ) -> dict[str, Any]:
@@ -244,7 +250,7 @@ def _measure(
     say("state dict and ONNX export")
     state_dict_bytes = save_state_dict(model, out_dir / "state_dict.pt")
     exported, parity = _export_and_parity(model, out_dir / "model.onnx", inputs, threads, say)
-    accuracy = _accuracy(model, inputs, out_dir, threads, say)
+    accuracy, regrouped = _accuracy(model, inputs, out_dir, threads, group_map, say)
     latency = _latency(model, backends, exported, inputs, config, threads, say)
     peak, rooflines = _rooflines(
         model, inputs, num_classes, macs, macs_error, latency, config, threads, say
@@ -261,6 +267,7 @@ def _measure(
         "macs": macs,
         "macs_error": macs_error,
         "accuracy": accuracy,
+        "regrouped": regrouped,
         "onnx": {
             "ok": exported.ok,
             "opset": OPSET,
@@ -297,6 +304,7 @@ def profile_model(
     labels: torch.Tensor | None = None,
     eval_images: torch.Tensor | None = None,
     class_names: list[str] | None = None,
+    group_map: GroupMap | None = None,
     config: ProfileConfig = ProfileConfig(),  # noqa: B008  (frozen, so a shared default is safe)
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -312,6 +320,8 @@ def profile_model(
         labels: when given, accuracy is computed on ``eval_images`` (default: ``samples``).
         eval_images: images matching ``labels``.
         class_names: names for per-class figures (default ``"0"``, ``"1"``, ...).
+        group_map: also judge the model on these merged classes (``regrouped`` in the profile;
+            ``regrouped_confusion_matrix.csv``, ``roc_curve.csv`` and ``roc_curve.png``).
         config: what to measure and how.
         progress: called with a short status line before each stage.
 
@@ -332,6 +342,7 @@ def profile_model(
             labels=labels,
             eval_images=eval_images,
             class_names=class_names,
+            group_map=group_map,
             config=config,
             say=say,
         )
