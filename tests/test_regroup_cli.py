@@ -143,3 +143,14 @@ def test_bad_regroup_or_class_weight_writes_nothing(tmp_path, capsys, argv, mess
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_report_shows_the_regrouped_figures_and_the_grid(fine_and_direct, tmp_path):
+    """Runs after the profile --regroup and explain tests above (pytest keeps file order)."""
+    fine, _ = fine_and_direct
+    out = tmp_path / "report.md"
+    assert main(["report", str(fine), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "## Regrouped and explained" in page and "Regrouped as `digits-even-odd`" in page
+    for name in (f"report-{fine.name}-roc.png", f"report-{fine.name}-explain-saliency.png"):
+        assert f"]({name})" in page and (tmp_path / name).is_file()

@@ -7,9 +7,8 @@ from typing import Any
 
 from .. import files
 from ..evaluate.attribution import ImageChoice, explain_images
+from ..train import rundir
 from .loaded import load_run
-
-EXPLAIN_RECORD = "explain.json"
 
 
 def explain_run(run_dir: Path, *, method: str = "saliency", images: str = "misclassified") -> dict:
@@ -31,5 +30,5 @@ def explain_run(run_dir: Path, *, method: str = "saliency", images: str = "miscl
         path=path,
         title=f"{run.describe()}: {method}, predicted class",
     )
-    files.write_json(run.path / EXPLAIN_RECORD, record)
+    files.write_json(run.path / rundir.EXPLAIN, record)
     return record

@@ -15,6 +15,7 @@ from .. import __version__, files
 from ..train import rundir
 from .collect import RunRecord, nested_get
 from .figures import write_figures
+from .run_figures import run_figures_section
 from .study import study_comparison, study_latency_ratios
 from .tables import (
     backends_in,
@@ -112,6 +113,7 @@ def render_markdown(
     study: str | None,
     figures: Sequence[Path] = (),
     notes: Sequence[str] = (),
+    run_sections: Sequence[str] = (),
 ) -> str:
     """The page: ``table`` is :func:`run_table` of ``records`` (which also name incomplete runs)."""
     lines = [f"# {title}", "", *_conditions(records), *[f"- {note}" for note in notes], ""]
@@ -168,6 +170,7 @@ def render_markdown(
         if not ratios.empty:
             lines += ["Latency as ratios (hardware differs; ratios travel):", ""]
             lines += [_markdown(ratios, 2), ""]
+    lines += list(run_sections)
     curves = [f for f in figures if "-curves-" in f.name]
     if curves:
         lines += ["## Training curves", "", *[f"![{f.stem}]({f.name})" for f in curves], ""]
@@ -201,7 +204,14 @@ def write_report(
     table = run_table(records)
     figures = write_figures(records, table, out.parent, out.stem)
     text = render_markdown(
-        records, table, title=title, baseline=baseline, study=study, figures=figures, notes=notes
+        records,
+        table,
+        title=title,
+        baseline=baseline,
+        study=study,
+        figures=figures,
+        notes=notes,
+        run_sections=run_figures_section(records, out.parent, out.stem),
     )
     files.write_text(out, text)
     return out, figures
