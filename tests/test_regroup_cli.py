@@ -1,7 +1,8 @@
 """Issue 15 end to end: a fine digits model against one trained on even/odd, through the CLI.
 
-Two real runs (one short epoch each) serve every test: `run --regroup`, `--class-weight`,
-`profile --regroup`, `compare` and `explain`.
+Two real runs (three short epochs each, of a tiny CNN given as ``FILE.py:build`` so they learn
+on a busy machine) serve every test: `run --regroup`, `--class-weight`, `profile --regroup`,
+`compare`, `explain` and the report.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from archbench.cli import main
 from archbench.errors import ArchbenchError
 from archbench.train import rundir as runs
 
+TINY_NET = f"{Path(__file__).with_name('tiny_digits_net.py')}:build"
 PROFILE_FAST = ["--backends", "cpu-eager", "--samples", "8", "--warmup", "1", "--batch-sizes", "1"]
 EVEN_ODD = "digits-even-odd"
 
 
 def _train(tmp: Path, name: str, *extra: str) -> Path:
     code = main(
-        ["run", "--arch", "squeezenet_dsc", "--dataset", "digits", "--max-epochs", "1",
+        ["run", "--arch", TINY_NET, "--dataset", "digits", "--max-epochs", "3",
          "--runs-dir", str(tmp / name), "--data-dir", str(tmp / "data"), "--no-profile",
          "--quiet", *extra]
     )  # fmt: skip
