@@ -7,7 +7,7 @@
 >>> model = create_arch("torchvision.models:resnet18", num_classes=10)
 """
 
-from . import alexnet, mobilenet, squeezenet, vgg  # noqa: F401  (registers the networks)
+from . import alexnet, mlp, mobilenet, squeezenet, vgg  # noqa: F401  (registers the networks)
 from ._blocks import ConvNormAct, DepthwiseSeparable
 from ._foreign import TIMM_PREFIX, TORCHVISION_PREFIX, is_foreign
 from ._info import ArchInfo, ArchitectureError

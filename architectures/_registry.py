@@ -114,23 +114,30 @@ def arch_info(name: str) -> ArchInfo:
     return _REGISTRY[name]
 
 
-def create_arch(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs) -> nn.Module:
+def create_arch(
+    name: str, num_classes: int = 10, in_channels: int | None = None, **kwargs
+) -> nn.Module:
     """Build a network by registered name, foreign name or ``FILE.py:FUNC`` reference.
 
     The builder gets ``in_channels`` (or ``in_chans``) only when its signature names it; one that
-    does not can only be built for 3 channels. ``None`` keyword arguments are dropped (timm's
-    convention), so a CLI flag left unset keeps the architecture's own default.
+    does not can only be built for its registered channels (3 for foreign networks).
+    ``in_channels`` left unset is the registered ``input_size``'s. ``None`` keyword arguments are
+    dropped (timm's convention), so a CLI flag left unset keeps the architecture's own default.
     """
     if num_classes < 1:
         raise ArchitectureError(f"num_classes must be positive, got {num_classes}")
     info = arch_info(name)
     builder = info.builder
+    native_channels = info.input_size[0]
+    in_channels = native_channels if in_channels is None else in_channels
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
     channel_parameter = _channel_parameter(builder)
     if channel_parameter is not None:
         kwargs[channel_parameter] = in_channels
-    elif in_channels != 3:
-        raise ArchitectureError(f"{name} cannot take {in_channels}-channel input; it expects 3")
+    elif in_channels != native_channels:
+        raise ArchitectureError(
+            f"{name} cannot take {in_channels}-channel input; it expects {native_channels}"
+        )
     if info.family in OUTSIDE_FAMILIES:
         try:
             model = builder(num_classes=num_classes, **kwargs)

@@ -382,12 +382,16 @@ def test_registered_network_exports_with_parity(name, cifar, tmp_path):
         from architectures import create_arch
     except ImportError:
         pytest.skip("architectures is not importable yet")
+    from architectures import arch_info
+    from tests.native_inputs import to_input_size
+
+    images = to_input_size(cifar[0], arch_info(name).input_size)
     torch.manual_seed(0)
-    model = calibrate(create_arch(name, num_classes=10), cifar[0][:32])
-    result = export_onnx(model, tmp_path / f"{name}.onnx")
+    model = calibrate(create_arch(name, num_classes=10), images[:32])
+    result = export_onnx(model, tmp_path / f"{name}.onnx", input_shape=(1, *images.shape[1:]))
     assert result.ok, result.error
     assert result.size_bytes == os.path.getsize(result.path)
-    parity = check_parity(model, result.path, cifar[0][:16])
+    parity = check_parity(model, result.path, images[:16])
     assert parity.ok, parity.reason
     assert parity.top1_agreement == 1.0
 

@@ -29,6 +29,8 @@ COMMANDS = (
     "catalog",  # archbench list
     "run",
     "profile",
+    "compare",
+    "explain",
     "report",
     "suite",
     "memory",

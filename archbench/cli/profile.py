@@ -40,6 +40,12 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "--out", help="directory for an --arch profile (default RUNS_DIR/profiles/<stamp>-<arch>)"
     )
+    parser.add_argument(
+        "--regroup",
+        metavar="R",
+        help="also judge a RUN_DIR's fine model on merged classes: a preset "
+        "(digits-even-odd, ...) or a .json/.toml file; writes ROC-AUC and the ROC curve",
+    )
     parser.add_argument("--runs-dir", default="runs", help="default runs/")
     parser.add_argument("--quiet", action="store_true", help="no progress or summary output")
     add_profile_options(parser, with_threads=True)
@@ -58,8 +64,14 @@ def run_profile(args: argparse.Namespace, console: Console) -> int:
             raise ArchbenchError(
                 "--num-classes, --dataset and --input-size go with --arch, not a RUN_DIR"
             )
-        profile_run(Path(args.run_dir), config, console=console, quiet=args.quiet)
+        profile_run(
+            Path(args.run_dir), config, regroup=args.regroup, console=console, quiet=args.quiet
+        )
         return 0
+    if args.regroup:
+        raise ArchbenchError(
+            "--regroup needs a trained RUN_DIR: an untrained network has no accuracy"
+        )
     if not args.arch:
         raise ArchbenchError("give a RUN_DIR to profile a trained run, or --arch NAME")
     num_classes = 10 if args.num_classes is None else args.num_classes

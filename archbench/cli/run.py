@@ -56,6 +56,18 @@ def add_parser(commands) -> None:
         help=f"held-out validation share of train (default {defaults.val_fraction})",
     )
     what.add_argument(
+        "--regroup",
+        metavar="R",
+        help="train directly on grouped labels: a preset (digits-even-odd, "
+        "cifar10-animals-vehicles, ...) or a .json/.toml file of group -> class names",
+    )
+    what.add_argument(
+        "--class-weight",
+        metavar="W",
+        help="cross-entropy class weights: balanced (n / (classes x count)), one weight per "
+        "class (1,3) or class:weight pairs (cat:3); default unweighted",
+    )
+    what.add_argument(
         "--select-on",
         choices=SELECT_ON,
         help="split that picks best.pt: val (default) or test (the reference code)",

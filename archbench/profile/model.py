@@ -31,6 +31,7 @@ from torch import nn
 from .. import files
 from ..errors import ArchbenchError, describe_error
 from ..evaluate.classification import accuracy_report, predict_logits
+from ..evaluate.regroup import GroupMap, evaluate_regrouped, write_regrouped
 from ..measure import exclusive, precision
 from ..measure.backends import backend_method, device_of, is_onnxruntime, parse_backends
 from ..measure.complexity import count_complexity, count_parameters, macs_by_layer
@@ -137,16 +138,20 @@ def _export_and_parity(model, onnx_path: Path, inputs: _Inputs, threads: int, sa
     return exported, parity
 
 
-def _accuracy(model, inputs: _Inputs, out_dir: Path, threads: int, say: Say):
-    """The accuracy block and ``confusion_matrix.csv``, when labels were given."""
+def _accuracy(model, inputs: _Inputs, out_dir: Path, threads: int, group_map, say: Say):
+    """The accuracy and regrouped blocks and their files, when labels were given."""
     if inputs.labels is None:
         (out_dir / "confusion_matrix.csv").unlink(missing_ok=True)  # none from an earlier run
-        return None
+        return None, None
     say(f"accuracy on {inputs.evaluation.shape[0]} images")
     logits = predict_logits(model, inputs.evaluation.to(torch.float32), threads=threads)
     accuracy, confusion = accuracy_report(logits, inputs.labels, inputs.class_names)
     write_confusion(out_dir / "confusion_matrix.csv", confusion, inputs.class_names)
-    return accuracy
+    if group_map is None:
+        return accuracy, None
+    say(f"regrouped as {group_map.name}: merged confusion matrix and ROC")
+    evaluation = evaluate_regrouped(group_map, logits, inputs.labels)
+    return accuracy, {**evaluation.summary, "files": write_regrouped(out_dir, evaluation)}
 
 
 def _latency(
@@ -236,6 +241,7 @@ def _measure(
     eval_images: torch.Tensor | None,
     class_names: list[str] | None,
     calibration: torch.Tensor | None,
+    group_map: GroupMap | None,
     config: ProfileConfig,
     say: Say,
 ) -> dict[str, Any]:
@@ -257,7 +263,7 @@ def _measure(
     paths, made = deployment.reduced_precision_models(
         model, backends, exported, calibration, config.calibration_samples, out_dir, say
     )
-    accuracy = _accuracy(model, inputs, out_dir, threads, say)
+    accuracy, regrouped = _accuracy(model, inputs, out_dir, threads, group_map, say)
     latency = _latency(model, backends, exported, paths, made, inputs, config, threads, say)
     images = inputs.evaluation if inputs.labels is not None else inputs.latency
     fp32_size = os.path.getsize(exported.path) if exported.ok else None
@@ -288,6 +294,7 @@ def _measure(
         "macs_error": macs_error,
         "complexity": complexity,
         "accuracy": accuracy,
+        "regrouped": regrouped,
         "onnx": {
             "ok": exported.ok,
             "opset": OPSET,
@@ -327,6 +334,7 @@ def profile_model(
     eval_images: torch.Tensor | None = None,
     class_names: list[str] | None = None,
     calibration: torch.Tensor | None = None,
+    group_map: GroupMap | None = None,
     config: ProfileConfig = ProfileConfig(),  # noqa: B008  (frozen, so a shared default is safe)
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -344,6 +352,8 @@ def profile_model(
         class_names: names for per-class figures (default ``"0"``, ``"1"``, ...).
         calibration: normalized training images for int8 calibration (the int8 backend is
             skipped without them; never test images).
+        group_map: also judge the model on these merged classes (``regrouped`` in the profile;
+            ``regrouped_confusion_matrix.csv``, ``roc_curve.csv`` and ``roc_curve.png``).
         config: what to measure and how.
         progress: called with a short status line before each stage.
 
@@ -368,6 +378,7 @@ def profile_model(
             eval_images=eval_images,
             class_names=class_names,
             calibration=calibration,
+            group_map=group_map,
             config=config,
             say=say,
         )

@@ -40,6 +40,15 @@ def print_summary(profile: dict[str, Any], console) -> None:
             + (f", top-5 {100 * top5:.2f}%" if top5 is not None else "")
             + f", macro F1 {accuracy['macro']['f1']:.3f} on {accuracy['n']:,} images"
         )
+    regrouped = profile.get("regrouped")
+    if regrouped:
+        auc = regrouped.get("roc_auc")
+        console.print(
+            f"  regrouped ({escape(str(regrouped['name']))}): accuracy "
+            f"{100 * regrouped['accuracy']:.2f}% ({regrouped['errors']} errors), macro F1 "
+            f"{regrouped['macro']['f1']:.3f}, ROC-AUC "
+            + (f"{auc:.4f}" if auc is not None else "n/a")
+        )
     onnx = profile.get("onnx") or {}
     parity = onnx.get("parity") or {}
     if onnx.get("ok"):

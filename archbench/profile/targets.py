@@ -16,12 +16,13 @@ from rich.markup import escape
 
 from architectures import arch_info, check_output, create_arch
 
-from ..data import STUDY_SHAPE, DataConfig, dataset_shape, load_data, normalize
+from ..data import DataConfig, dataset_shape, load_data, normalize
 from ..errors import ArchbenchError
 from ..locks import DirectoryLock
 from ..measure.quantize import calibration_subset
 from ..train import rundir
 from .config import ProfileConfig
+from .loaded import load_run
 from .model import profile_model
 from .summary import print_summary
 
@@ -47,62 +48,47 @@ def profile_run(
     run_dir: Path,
     config: ProfileConfig = ProfileConfig(),  # noqa: B008  (frozen, so a shared default is safe)
     *,
+    regroup: str | None = None,
     console=None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Profile a run's selected checkpoint (``best.pt``) on its own test split, into the run dir.
 
     The checkpoint must match the run's architecture and class count: a file copied in from
-    another run is refused before anything is measured or written.
+    another run is refused before anything is measured or written. ``regroup`` (a preset or
+    file) also judges the fine model on merged classes, under ``regrouped`` in the profile.
     """
     from rich.console import Console
 
     console = console or Console()
-    info = rundir.read_run(run_dir)
-    train, described = info.config["train"], info.config.get("data", {})
-    expect = {"arch": train["arch"], "num_classes": described.get("num_classes")}
-    best_path = info.path / rundir.BEST
-    if not best_path.is_file():
-        raise ArchbenchError(
-            f"{info.path} has no {rundir.BEST} to profile (status {info.status}); "
-            "train it to completion or resume it first"
-        )
-    best = rundir.load_checkpoint(best_path, expect={k: v for k, v in expect.items() if v})
-    # Runs from before input shapes were recorded were all fed the study's shape.
-    shape = tuple(train.get("input_shape") or STUDY_SHAPE)
-    model = create_arch(best["arch"], num_classes=best["num_classes"], in_channels=shape[0])
-    try:
-        model.load_state_dict(best["model"])
-    except RuntimeError as error:
-        raise ArchbenchError(
-            f"{best_path} does not fit {best['arch']} with {best['num_classes']} classes: "
-            f"{str(error).splitlines()[0]}"
-        ) from None
-    data_config = DataConfig(
-        dataset=train["dataset"],
-        data_dir=Path(train["data_dir"]).expanduser() if train.get("data_dir") else None,
-        val_fraction=train.get("val_fraction", 0.1),
-        split_seed=train.get("seed", 0),
-        download=False,
-        input_shape=shape,
+    run = load_run(run_dir)
+    group_map = None
+    if regroup is not None:
+        if run.trained_groups is not None:
+            raise ArchbenchError(
+                f"{run.path} was trained on the groups of {run.trained_groups.name!r}: its "
+                "accuracy already is the grouped one; --regroup is for a fine model"
+            )
+        group_map = run.groups_for(regroup)
+    if config.threads is None and run.threads:
+        config = replace(config, threads=run.threads)
+    calibration = normalize(
+        calibration_subset(run.train_images, config.calibration_samples), run.mean, run.std
     )
-    images, labels, classes, calibration = _test_images(
-        data_config, best.get("mean"), best.get("std"), config.calibration_samples
-    )
-    if config.threads is None and train.get("threads"):
-        config = replace(config, threads=int(train["threads"]))
     say = _say(console, quiet)
-    say(f"profiling {best['arch']} from {best_path} (epoch {best.get('epoch')})")
-    with DirectoryLock(info.path, "profiling"):  # not while a trainer still writes it
+    best_path = run.path / rundir.BEST
+    say(f"profiling {run.arch} from {best_path} (epoch {run.checkpoint.get('epoch')})")
+    with DirectoryLock(run.path, "profiling"):  # not while a trainer still writes it
         profile = profile_model(
-            model,
-            arch=best["arch"],
-            num_classes=best["num_classes"],
-            out_dir=info.path,
-            samples=images,
-            labels=labels,
-            class_names=classes or best.get("classes"),
+            run.model,
+            arch=run.arch,
+            num_classes=run.checkpoint["num_classes"],
+            out_dir=run.path,
+            samples=run.images,
+            labels=run.labels,
+            class_names=run.class_names,
             calibration=calibration,
+            group_map=group_map,
             config=config,
             progress=say,
         )

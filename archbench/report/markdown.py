@@ -17,6 +17,7 @@ from ..train import rundir
 from .aggregate import aggregate_seeds
 from .collect import RunRecord, nested_get
 from .figures import write_figures
+from .run_figures import run_figures_section
 from .study import study_comparison, study_latency_ratios
 from .study_targets import COST_NOTE, cost_table, target_lines
 from .tables import (
@@ -159,6 +160,7 @@ def render_markdown(
     study: str | None,
     figures: Sequence[Path] = (),
     notes: Sequence[str] = (),
+    run_sections: Sequence[str] = (),
 ) -> str:
     """The page: ``table`` is :func:`run_table` of ``records`` (which also name incomplete runs)."""
     lines = [f"# {title}", "", *_conditions(records), *[f"- {note}" for note in notes], ""]
@@ -245,6 +247,7 @@ def render_markdown(
             lines += ["Latency as ratios (hardware differs; ratios travel):", ""]
             lines += [_markdown(ratios, 2), ""]
         lines += _targets_section(table, study)
+    lines += list(run_sections)
     curves = [f for f in figures if "-curves-" in f.name]
     if curves:
         lines += ["## Training curves", "", *[f"![{f.stem}]({f.name})" for f in curves], ""]
@@ -287,7 +290,14 @@ def write_report(
     table = aggregate_seeds(run_table(records))
     figures = write_figures(records, table, out.parent, out.stem)
     text = render_markdown(
-        records, table, title=title, baseline=baseline, study=study, figures=figures, notes=notes
+        records,
+        table,
+        title=title,
+        baseline=baseline,
+        study=study,
+        figures=figures,
+        notes=notes,
+        run_sections=run_figures_section(records, out.parent, out.stem),
     )
     files.write_text(out, text)
     return out, figures

@@ -73,6 +73,9 @@ class TrainConfig:
         shape = arch_info(self.arch).input_shape(dataset_shape(self.dataset), self.input_size)
         return replace(self, input_shape=shape)
 
+    regroup: str | None = None  # train on grouped labels: a preset name or a .json/.toml file
+    class_weight: str | None = None  # cross-entropy class weights: "balanced" or a list
+
     def resolved(self, data: ImageData) -> TrainConfig:
         """Fill the dataset-dependent defaults so the saved config says what really ran."""
         return replace(

@@ -17,10 +17,12 @@ from architectures import check_output, create_arch
 
 from .. import files
 from ..data import DataConfig, ImageData, Split, load_data
+from ..data.groups import load_regrouping, regroup_data, regrouping_from_record
 from ..errors import ArchbenchError
 from ..locks import DirectoryLock
 from ..measure.sysinfo import describe_system
 from . import rundir
+from .class_weight import resolve_class_weights
 from .config import TrainConfig
 from .records import RunLog
 from .signals import StopRequest
@@ -49,6 +51,33 @@ def _load_data(config: TrainConfig) -> ImageData:
             input_shape=config.input_shape,
         )
     )
+
+
+def _prepare_data(config: TrainConfig, data: ImageData, recorded: dict | None):
+    """Apply ``--regroup`` and resolve ``--class-weight``: the data trained on, and the record.
+
+    A resumed run rebuilds its regrouping from ``config.json``'s record, not from the file it
+    named, so it keeps training on the labels it started with.
+    """
+    record: dict = {}
+    if config.regroup:
+        if recorded and recorded.get("regroup"):
+            regrouping = regrouping_from_record(recorded["regroup"])
+        else:
+            regrouping = load_regrouping(config.regroup)
+        group_map = regrouping.resolve(data.classes)
+        data = regroup_data(data, group_map)
+        record["regroup"] = {
+            **group_map.to_dict(),
+            "fine_classes": list(group_map.class_names),
+            "class_to_group": list(group_map.class_to_group),
+            "loss": "softmax over the groups (a binary regrouping is a 2-way softmax)",
+        }
+    weights = resolve_class_weights(config.class_weight, data.train.labels, data.classes)
+    record["class_weights"] = (
+        None if weights is None else dict(zip(data.classes, weights, strict=True))
+    )
+    return data, record, weights
 
 
 def _describe_data(data: ImageData) -> dict:
@@ -94,11 +123,14 @@ def train_run(
         with DirectoryLock(run_dir, TRAINING):
             files.remove_stale_temporaries(run_dir)  # a killed writer's half checkpoint
             run_dir, config = _resume_target(run_dir)
-            data, config, sizes = _prepare(config)
-            return _train(config, data, sizes, run_dir, console, quiet, on_epoch_end, resumed=True)
+            recorded = rundir.read_run(run_dir).config
+            data, config, sizes, labels_record, weights = _prepare(config, recorded)
+            return _train(
+                config, data, sizes, weights, run_dir, console, quiet, on_epoch_end, resumed=True
+            )
     config.validate()
     rundir.ensure_writable(Path(config.runs_dir))
-    data, config, sizes = _prepare(config)
+    data, config, sizes, labels_record, weights = _prepare(config, None)
     # A network that cannot be built, or cannot take these images, fails before any file.
     model = create_arch(config.arch, num_classes=data.num_classes, in_channels=data.shape[0])
     check_output(model, config.arch, data.shape, data.num_classes)
@@ -107,23 +139,34 @@ def train_run(
     with DirectoryLock(run_dir, TRAINING):
         files.write_json(
             run_dir / rundir.CONFIG,
-            {"train": asdict(config), **grouping, "data": sizes, "system": describe_system()},
+            {
+                "train": asdict(config),
+                **grouping,
+                "data": sizes,
+                **labels_record,
+                "system": describe_system(),
+            },
         )
-        return _train(config, data, sizes, run_dir, console, quiet, on_epoch_end, resumed=False)
+        return _train(
+            config, data, sizes, weights, run_dir, console, quiet, on_epoch_end, resumed=False
+        )
 
 
-def _prepare(config: TrainConfig) -> tuple[ImageData, TrainConfig, dict]:
+def _prepare(config: TrainConfig, recorded: dict | None):
+    """The data trained on (regrouped if asked), the resolved config, sizes, labels record and
+    class weights."""
     torch.set_num_threads(config.threads or torch.get_num_threads())
     config = config.resolve_input_shape()  # an unknown network fails here, before the data
-    data = _load_data(config)
+    data, labels_record, weights = _prepare_data(config, _load_data(config), recorded)
     config = config.resolved(data)
-    return data, config, _describe_data(data)
+    return data, config, _describe_data(data), labels_record, weights
 
 
 def _train(
     config: TrainConfig,
     data: ImageData,
     sizes: dict,
+    class_weights: list[float] | None,
     run_dir: Path,
     console: Console,
     quiet: bool,
@@ -132,7 +175,7 @@ def _train(
     resumed: bool,
 ) -> RunOutcome:
     log = RunLog(run_dir / rundir.LOG, console, quiet)
-    trainer = Trainer(config, data, run_dir, log, console)
+    trainer = Trainer(config, data, run_dir, log, console, class_weights=class_weights)
     if resumed:
         trainer.load_last()
         log(f"resuming {run_dir} after epoch {trainer.epoch}")

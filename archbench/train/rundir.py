@@ -29,6 +29,7 @@ BEST = "best.pt"
 RESULT = "result.json"
 LOG = "train.log"
 PROFILE = "profile.json"
+EXPLAIN = "explain.json"  # which test images `archbench explain` drew, and how
 
 CHECKPOINT_FORMAT = "archbench-checkpoint-1"
 

@@ -35,7 +35,13 @@ class Trainer:
     """One run: model, optimizer, schedule and data, stepping epoch by epoch into ``run_dir``."""
 
     def __init__(
-        self, config: TrainConfig, data: ImageData, run_dir: Path, log: RunLog, console: Console
+        self,
+        config: TrainConfig,
+        data: ImageData,
+        run_dir: Path,
+        log: RunLog,
+        console: Console,
+        class_weights: list[float] | None = None,
     ) -> None:
         self.config, self.data, self.run_dir, self.log = config, data, run_dir, log
         self.console, self.quiet = console, log.quiet
@@ -44,6 +50,10 @@ class Trainer:
         self.model = create_arch(
             config.arch, num_classes=data.num_classes, in_channels=data.shape[0]
         ).to(self.device)
+        # Weights the training loss only: validation loss and accuracy stay comparable.
+        self.class_weights = (
+            None if class_weights is None else torch.tensor(class_weights, device=self.device)
+        )
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # torch.compile wraps the module; checkpoints keep the plain module's state_dict.
@@ -148,7 +158,7 @@ class Trainer:
                     return None
                 with self._autocast():
                     logits = self.step_model(images)
-                    loss = F.cross_entropy(logits, labels)
+                    loss = F.cross_entropy(logits, labels, weight=self.class_weights)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
