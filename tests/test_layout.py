@@ -20,7 +20,7 @@ LAYERS = (
     ("data",),
     ("measure",),
     ("evaluate", "train"),
-    ("profile", "report"),
+    ("profile", "report", "serve"),
     ("suite",),
     ("cli",),
     ("__main__",),

@@ -185,10 +185,11 @@ def test_latency_stats_known_values():
 
 
 def test_parse_backends():
+    cpu = ("cpu-eager", "cpu-onnxruntime", "cpu-onnxruntime-int8", "cpu-eager-bf16")
     assert parse_backends("all") == BACKENDS
-    assert parse_backends("cpu") == ("cpu-eager", "cpu-onnxruntime")
+    assert parse_backends("cpu") == cpu
     assert parse_backends(" cuda-naive, cpu-eager ") == ("cuda-naive", "cpu-eager")
-    assert parse_backends("cpu-eager,cpu,cpu-eager") == ("cpu-eager", "cpu-onnxruntime")
+    assert parse_backends("cpu-eager,cpu,cpu-eager") == cpu
     assert parse_backends(("cuda-eager",)) == ("cuda-eager",)
     with pytest.raises(ArchbenchError, match="did you mean 'cpu-eager'"):
         parse_backends("cpu-eagr")
@@ -534,7 +535,7 @@ def test_profile_model_writes_every_figure(mini_net, cifar, tmp_path, monkeypatc
     lines: list[str] = []
     config = ProfileConfig(
         samples=None, warmup=3, threads=1, batch_sizes=(1, 8), parity_samples=20, top_layers=5,
-        peak_cache_dir=tmp_path / "peak",
+        peak_cache_dir=tmp_path / "peak", cold_start=False,
     )  # fmt: skip
     out = tmp_path / "profile"
     profile = profile_model(
@@ -544,7 +545,8 @@ def test_profile_model_writes_every_figure(mini_net, cifar, tmp_path, monkeypatc
 
     expected_keys = {
         "arch", "num_classes", "system", "params", "size_bytes", "macs", "accuracy", "onnx",
-        "latency", "peak", "roofline", "config", "started_at", "finished_at",
+        "latency", "peak", "roofline", "config", "started_at", "finished_at", "quantization",
+        "numerics",
     }  # fmt: skip
     assert expected_keys <= set(profile)
     assert json.loads((out / "profile.json").read_text()) == profile

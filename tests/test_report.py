@@ -30,7 +30,7 @@ from architectures import create_arch
 
 QUIET = Console(quiet=True)
 FAST_PROFILE = ProfileConfig(backends=("cpu-eager", "cpu-onnxruntime"), samples=20, warmup=2,
-                             batch_sizes=(1,))  # fmt: skip
+                             batch_sizes=(1,), cold_start=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

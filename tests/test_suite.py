@@ -21,9 +21,10 @@ from archbench.profile import ProfileConfig
 from archbench.suite import SUITE_FILE, parse_set, plan, run_suite
 from archbench.train import rundir as runs
 
-FAST = ["--samples", "20", "--warmup", "2", "--batch-sizes", "1", "--backends", "cpu"]
+FAST = ["--samples", "20", "--warmup", "2", "--batch-sizes", "1", "--no-cold-start",
+        "--backends", "cpu-eager,cpu-onnxruntime"]  # fmt: skip
 FAST_PROFILE = ProfileConfig(backends=("cpu-eager", "cpu-onnxruntime"), samples=20, warmup=2,
-                             batch_sizes=(1,))  # fmt: skip
+                             batch_sizes=(1,), cold_start=False)  # fmt: skip
 TWO = "squeezenet_dsc,squeezenet"
 
 

@@ -31,6 +31,9 @@ COMMANDS = (
     "profile",
     "report",
     "suite",
+    "memory",
+    "serve",
+    "serve_bench",  # archbench serve-bench
 )
 
 

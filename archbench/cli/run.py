@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -70,6 +71,11 @@ def add_parser(commands) -> None:
 
     machine = parser.add_argument_group("machine and output")
     machine.add_argument("--seed", type=int, help="default 0; CPU runs are deterministic")
+    machine.add_argument(
+        "--seeds",
+        help="comma-separated seeds (e.g. 0,1,2): one run directory per seed, grouped as "
+        "<group>-s<seed> with the group in config.json; reports aggregate them",
+    )
     machine.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     machine.add_argument("--device", choices=DEVICES, help="default auto")
     machine.add_argument(
@@ -102,23 +108,65 @@ def add_parser(commands) -> None:
 
 
 def run_training(args: argparse.Namespace, console: Console) -> int:
-    from ..train import EXIT_INTERRUPTED, TrainConfig, train_run
+    from ..train import TrainConfig, rundir, train_run
 
-    # Bad profiling flags fail up front, before any training.
+    # Bad profiling flags and seeds fail up front, before any training.
     profile_config = parse_profile_options(args) if args.profile else None
+    seeds = _parse_seeds(args)
     if args.resume:
         outcome = train_run(
             TrainConfig(), console=console, quiet=args.quiet, resume=Path(args.resume)
         )
-    else:
-        config = TrainConfig(
-            **{
-                name: getattr(args, name)
-                for name in TrainConfig.__dataclass_fields__
-                if getattr(args, name, None) is not None
-            }
-        )
+        return _finish(outcome, args, profile_config, console)
+    config = TrainConfig(
+        **{
+            name: getattr(args, name)
+            for name in TrainConfig.__dataclass_fields__
+            if getattr(args, name, None) is not None
+        }
+    )
+    if not seeds:
         outcome = train_run(config, console=console, quiet=args.quiet)
+        return _finish(outcome, args, profile_config, console)
+    config.validate()  # before the group's name is taken
+    group = rundir.new_group_name(Path(config.runs_dir), config.arch, config.dataset)
+    for number, seed in enumerate(seeds):
+        outcome = train_run(
+            replace(config, seed=seed),
+            console=console,
+            quiet=args.quiet,
+            group=group,
+            name=f"{group}-s{seed}",
+        )
+        code = _finish(outcome, args, profile_config, console)
+        if code != 0:
+            left = ",".join(str(s) for s in seeds[number + 1 :])
+            if left and not args.quiet:
+                console.print(f"seeds not started: {left} (rerun with --seeds {left})")
+            return code
+    return 0
+
+
+def _parse_seeds(args: argparse.Namespace) -> list[int]:
+    from ..errors import ArchbenchError
+    from ..suite import parse_seeds
+
+    if args.seeds is None:
+        return []
+    if args.seed is not None:
+        raise ArchbenchError("give --seed or --seeds, not both")
+    if args.resume:
+        raise ArchbenchError("--resume continues one run directory; it takes no --seeds")
+    seeds = parse_seeds(args.seeds)
+    if not seeds:
+        raise ArchbenchError(f"--seeds takes comma-separated integers, got {args.seeds!r}")
+    return seeds
+
+
+def _finish(outcome, args: argparse.Namespace, profile_config, console: Console) -> int:
+    """Profile a complete run; the exit code of a run that ended."""
+    from ..train import EXIT_INTERRUPTED
+
     if outcome.status == "interrupted":
         return EXIT_INTERRUPTED
     if args.profile and outcome.status == "complete":

@@ -70,12 +70,15 @@ def create_session(
     device: str = "cpu",
     threads: int | None = None,
     optimization: str = "all",
+    profile_prefix: str | None = None,
 ) -> OrtSession:
     """Open ``model`` (an ONNX file or its serialized bytes) on ``device`` ("cpu" or "cuda").
 
     ``threads`` sets the intra-op thread count (``None``: onnxruntime's default); the inter-op
     count is 1 and execution sequential, so a latency is one stream of work. ``optimization``
-    is one of :data:`OPTIMIZATIONS` (default ``"all"``, ``ORT_ENABLE_ALL``). Errors while
+    is one of :data:`OPTIMIZATIONS` (default ``"all"``, ``ORT_ENABLE_ALL``). ``profile_prefix``
+    turns on ONNX Runtime's own per-node profiler, writing ``<prefix>_<date>.json`` when the
+    caller calls ``session.end_profiling()`` (the layer-wise roofline reads it). Errors while
     loading the model propagate; a missing or unused provider is reported in the result.
     """
     import onnxruntime as ort
@@ -106,6 +109,9 @@ def create_session(
     options.inter_op_num_threads = 1
     if threads is not None:
         options.intra_op_num_threads = int(threads)
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     providers = [
         (name, _PROVIDER_OPTIONS[name]) if name in _PROVIDER_OPTIONS else name for name in requested
     ]

@@ -31,7 +31,7 @@ from .. import files
 from ..errors import ArchbenchError, describe_error
 from ..evaluate.classification import accuracy_report, predict_logits
 from ..measure import exclusive, precision
-from ..measure.backends import backend_method, device_of, parse_backends
+from ..measure.backends import backend_method, device_of, is_onnxruntime, parse_backends
 from ..measure.complexity import count_macs, count_parameters, macs_by_layer
 from ..measure.export import OPSET, ExportResult, ParityResult, check_parity, export_onnx
 from ..measure.latency import BackendResult, measure_latency
@@ -39,6 +39,7 @@ from ..measure.precision import PrecisionPolicy
 from ..measure.roofline import MachinePeak, cached_peak, min_bytes_moved, roofline
 from ..measure.sysinfo import describe_system
 from ..train import rundir
+from . import deployment
 from .config import ProfileConfig
 from .outputs import json_safe, save_state_dict, write_confusion, write_csv
 
@@ -144,21 +145,23 @@ def _accuracy(model, inputs: _Inputs, out_dir: Path, threads: int, say: Say):
 
 
 def _latency(
-    model, backends, exported: ExportResult, inputs, config: ProfileConfig, threads: int, say: Say
+    model, backends, exported: ExportResult, paths, made, inputs, config, threads: int, say: Say
 ) -> dict[str, BackendResult]:
     """Every backend asked for, each ``ok``, ``skipped`` or ``error`` with its reason."""
     latency: dict[str, BackendResult] = {}
     for backend in backends:
-        if backend.endswith("-onnxruntime") and not exported.ok:
-            latency[backend] = BackendResult(
-                backend, "skipped", f"ONNX export failed: {exported.error}", backend_method(backend)
-            )
-            continue
+        if is_onnxruntime(backend) and backend not in paths:
+            reason = deployment.missing_model_reason(backend, exported, made)
+            if reason is not None:
+                latency[backend] = BackendResult(
+                    backend, "skipped", reason, backend_method(backend)
+                )
+                continue
         say(f"latency {backend} ({inputs.latency.shape[0]} samples)")
         result = latency[backend] = measure_latency(
             backend,
             model=model,
-            onnx_path=exported.path if exported.ok else None,
+            onnx_path=paths.get(backend),
             samples=inputs.latency,
             warmup=config.warmup,
             threads=threads,
@@ -227,6 +230,7 @@ def _measure(
     labels: torch.Tensor | None,
     eval_images: torch.Tensor | None,
     class_names: list[str] | None,
+    calibration: torch.Tensor | None,
     config: ProfileConfig,
     say: Say,
 ) -> dict[str, Any]:
@@ -245,10 +249,25 @@ def _measure(
     say("state dict and ONNX export")
     state_dict_bytes = save_state_dict(model, out_dir / "state_dict.pt")
     exported, parity = _export_and_parity(model, out_dir / "model.onnx", inputs, threads, say)
+    paths, made = deployment.reduced_precision_models(
+        model, backends, exported, calibration, config.calibration_samples, out_dir, say
+    )
     accuracy = _accuracy(model, inputs, out_dir, threads, say)
-    latency = _latency(model, backends, exported, inputs, config, threads, say)
+    latency = _latency(model, backends, exported, paths, made, inputs, config, threads, say)
+    images = inputs.evaluation if inputs.labels is not None else inputs.latency
+    fp32_size = os.path.getsize(exported.path) if exported.ok else None
+    numerics = deployment.numerics(
+        model, latency, paths, images, inputs.labels, fp32_size, threads, say
+    )
+    if config.cold_start:
+        deployment.cold_starts(
+            arch, num_classes, latency, paths, out_dir, inputs.latency[:1], threads, say
+        )
     peak, rooflines = _rooflines(
         model, inputs, num_classes, macs, macs_error, latency, config, threads, say
+    )
+    deployment.layerwise(
+        model, rooflines, peak, latency, paths, inputs.latency[:1], macs, out_dir, threads, say
     )
     return {
         "arch": arch,
@@ -257,7 +276,8 @@ def _measure(
         "params": {"trainable": params.trainable, "total": params.total},
         "size_bytes": {
             "state_dict": state_dict_bytes,
-            "onnx": os.path.getsize(exported.path) if exported.ok else None,
+            "onnx": fp32_size,
+            "onnx_int8": (made.get("int8") or {}).get("size_bytes"),
         },
         "macs": macs,
         "macs_error": macs_error,
@@ -268,6 +288,8 @@ def _measure(
             "error": exported.error,
             "parity": parity.to_dict(),
         },
+        "quantization": made.get("int8"),
+        "numerics": numerics,
         "latency": {backend: result.to_dict() for backend, result in latency.items()},
         "peak": peak,
         "roofline": rooflines,
@@ -298,6 +320,7 @@ def profile_model(
     labels: torch.Tensor | None = None,
     eval_images: torch.Tensor | None = None,
     class_names: list[str] | None = None,
+    calibration: torch.Tensor | None = None,
     config: ProfileConfig = ProfileConfig(),  # noqa: B008  (frozen, so a shared default is safe)
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -313,6 +336,8 @@ def profile_model(
         labels: when given, accuracy is computed on ``eval_images`` (default: ``samples``).
         eval_images: images matching ``labels``.
         class_names: names for per-class figures (default ``"0"``, ``"1"``, ...).
+        calibration: normalized training images for int8 calibration (the int8 backend is
+            skipped without them; never test images).
         config: what to measure and how.
         progress: called with a short status line before each stage.
 
@@ -336,6 +361,7 @@ def profile_model(
             labels=labels,
             eval_images=eval_images,
             class_names=class_names,
+            calibration=calibration,
             config=config,
             say=say,
         )

@@ -19,18 +19,22 @@ from architectures import create_arch
 from ..data import DataConfig, load_data, normalize
 from ..errors import ArchbenchError
 from ..locks import DirectoryLock
+from ..measure.quantize import calibration_subset
 from ..train import rundir
 from .config import ProfileConfig
 from .model import profile_model
 from .summary import print_summary
 
 
-def _test_images(data_config: DataConfig, mean, std) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """The dataset's test split, normalized as in training: (images, labels, class names)."""
+def _test_images(data_config: DataConfig, mean, std, calibration_samples: int):
+    """The test split normalized as in training (images, labels, class names), and the
+    ``calibration_samples`` training images int8 calibration reads, normalized the same way."""
     data = load_data(data_config)
-    images = normalize(data.test.images, data.mean if mean is None else mean,
-                       data.std if std is None else std)  # fmt: skip
-    return images, data.test.labels, list(data.classes)
+    mean = data.mean if mean is None else mean
+    std = data.std if std is None else std
+    images = normalize(data.test.images, mean, std)
+    calibration = normalize(calibration_subset(data.train.images, calibration_samples), mean, std)
+    return images, data.test.labels, list(data.classes), calibration
 
 
 def _say(console, quiet: bool) -> Callable[[str], None]:
@@ -79,7 +83,9 @@ def profile_run(
         split_seed=train.get("seed", 0),
         download=False,
     )
-    images, labels, classes = _test_images(data_config, best.get("mean"), best.get("std"))
+    images, labels, classes, calibration = _test_images(
+        data_config, best.get("mean"), best.get("std"), config.calibration_samples
+    )
     if config.threads is None and train.get("threads"):
         config = replace(config, threads=int(train["threads"]))
     say = _say(console, quiet)
@@ -93,6 +99,7 @@ def profile_run(
             samples=images,
             labels=labels,
             class_names=classes or best.get("classes"),
+            calibration=calibration,
             config=config,
             progress=say,
         )
@@ -124,8 +131,11 @@ def profile_untrained(
         raise ArchbenchError(f"--num-classes must be positive, got {num_classes}")
     torch.manual_seed(0)
     model = create_arch(arch, num_classes=num_classes)
-    images, _, _ = _test_images(
-        DataConfig(dataset=dataset, data_dir=data_dir, download=False), None, None
+    images, _, _, calibration = _test_images(
+        DataConfig(dataset=dataset, data_dir=data_dir, download=False),
+        None,
+        None,
+        config.calibration_samples,
     )
     say = _say(console, quiet)
     say(f"profiling untrained {arch} ({num_classes} classes) on {dataset} test images -> {out_dir}")
@@ -135,6 +145,7 @@ def profile_untrained(
         num_classes=num_classes,
         out_dir=out_dir,
         samples=images,
+        calibration=calibration,
         config=config,
         progress=say,
     )

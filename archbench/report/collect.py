@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchbenchError
-from ..train import rundir
+from ..train import TrainConfig, rundir
+from ..train.config import DEFAULT_MAX_EPOCHS as STUDY_MAX_EPOCHS
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,35 @@ class RunRecord:
     @property
     def complete(self) -> bool:
         return self.status == "complete"
+
+    @property
+    def budget_epochs(self) -> int | None:
+        """The epoch budget a run stopped at before its schedule's natural stop, else None.
+
+        Budgeted = ``max_epochs`` below the study's 200, all of them run, and (for the plateau
+        schedules) fewer LR drops than the schedule stops at.
+        """
+        train, result = self.config["train"], self.result
+        max_epochs, epochs = train.get("max_epochs"), result.get("epochs_run")
+        if not max_epochs or max_epochs >= STUDY_MAX_EPOCHS or (epochs or 0) < max_epochs:
+            return None
+        schedule = TrainConfig.from_dict(train).make_schedule()
+        max_drops = getattr(getattr(schedule, "config", None), "max_drops", None)
+        if max_drops is not None and result.get("lr_drops", 0) >= max_drops:
+            return None
+        return int(max_epochs)
+
+    @property
+    def train_seconds(self) -> float | None:
+        """Wall seconds of all training epochs (``metrics.csv``'s ``epoch_seconds`` summed)."""
+        seconds = [row.get("epoch_seconds") for row in self.metrics]
+        return float(sum(seconds)) if seconds and None not in seconds else None
+
+    @property
+    def threads(self) -> int | None:
+        return self.config["train"].get("threads") or nested_get(
+            self.config, "system", "torch_threads"
+        )
 
 
 def find_run_dirs(runs_dir: Path) -> list[Path]:

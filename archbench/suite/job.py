@@ -57,6 +57,7 @@ def run_entry(
                 quiet=True,
                 resume=run_dir,
                 on_epoch_end=epoch_done,
+                group=train.group,
             )
             run_dir, outcome_status = outcome.run_dir, outcome.status
         state["run_dir"] = str(run_dir)

@@ -73,10 +73,14 @@ def train_run(
     quiet: bool = False,
     resume: Path | None = None,
     on_epoch_end: Callable[[dict], None] | None = None,
+    group: str | None = None,
+    name: str | None = None,
 ) -> RunOutcome:
     """Train a new run (or resume one) and leave a complete run directory behind.
 
-    Order matters for "nothing half-written": the configuration, dataset and architecture are all
+    ``group`` (saved in ``config.json``) ties runs that differ only in seed together for reports;
+    ``name`` is the run directory's name (default ``<timestamp>-<arch>-<dataset>``). Order
+    matters for "nothing half-written": the configuration, dataset and architecture are all
     checked before the run directory is created. The run directory is held
     (:class:`~archbench.locks.DirectoryLock`) while training: resuming a run another process is
     still training is refused with one line naming that process.
@@ -93,11 +97,12 @@ def train_run(
     rundir.ensure_writable(Path(config.runs_dir))
     data, config, sizes = _prepare(config)
     create_arch(config.arch, num_classes=data.num_classes)  # unknown arch fails here
-    run_dir = rundir.new_run_dir(Path(config.runs_dir), config.arch, config.dataset)
+    run_dir = rundir.new_run_dir(Path(config.runs_dir), config.arch, config.dataset, name)
+    grouping = {} if group is None else {"group": group}
     with DirectoryLock(run_dir, TRAINING):
         files.write_json(
             run_dir / rundir.CONFIG,
-            {"train": asdict(config), "data": sizes, "system": describe_system()},
+            {"train": asdict(config), **grouping, "data": sizes, "system": describe_system()},
         )
         return _train(config, data, sizes, run_dir, console, quiet, on_epoch_end, resumed=False)
 

@@ -58,10 +58,26 @@ def ensure_writable(runs_dir: Path) -> Path:
     return runs_dir
 
 
-def new_run_dir(runs_dir: Path, arch: str, dataset: str) -> Path:
-    """``<runs_dir>/<timestamp>-<arch>-<dataset>``, with a numeric suffix on a name collision."""
+def run_name(arch: str, dataset: str) -> str:
+    """``<timestamp>-<arch>-<dataset>``: a run's folder name, or a seed group's shared prefix."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(arch)}-{slug(dataset)}"
+
+
+def new_group_name(runs_dir: Path, arch: str, dataset: str) -> str:
+    """A seed group's prefix no folder in ``runs_dir`` starts with yet (groups never mix)."""
+    base = run_name(arch, dataset)
+    taken = {p.name for p in Path(runs_dir).expanduser().glob(f"{base}*")}
+    for attempt in range(1000):
+        candidate = base if attempt == 0 else f"{base}-{attempt}"
+        if not any(name == candidate or name.startswith(f"{candidate}-s") for name in taken):
+            return candidate
+    raise ArchbenchError(f"could not find a free group name under {runs_dir}")
+
+
+def new_run_dir(runs_dir: Path, arch: str, dataset: str, name: str | None = None) -> Path:
+    """``<runs_dir>/<name or timestamp-arch-dataset>``, with a numeric suffix on a collision."""
     runs_dir = ensure_writable(runs_dir)
-    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(arch)}-{slug(dataset)}"
+    base = name or run_name(arch, dataset)
     for attempt in range(1000):
         candidate = runs_dir / (base if attempt == 0 else f"{base}-{attempt}")
         try:
