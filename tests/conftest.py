@@ -1,9 +1,10 @@
 """Shared test configuration.
 
 * Hermetic caches: before any test module is imported, every cache archbench (or matplotlib)
-  would keep under the user's home points at one temporary directory for the session, removed
-  at the end. A test run must never leave a peak probed on a busy machine in the user's real
-  cache, where later real profiles would reuse it. Subprocesses inherit the variables.
+  would keep under the user's home, and the per-node lock, point at one temporary directory for
+  the session, removed at the end. A test run must never leave a peak probed on a busy machine
+  in the user's real cache, where later real profiles would reuse it. Subprocesses inherit the
+  variables.
 * The real CIFAR-10 JPEGs from ``../shared/data``, extracted once per machine into the node's
   temporary directory (``$ARCHBENCH_TEST_CACHE`` to move it), never under the home directory.
 """
@@ -32,6 +33,9 @@ HERMETIC_ENV = {
     "ARCHBENCH_DATA": "archbench-data",  # dataset statistics and decoded image folders
     "MPLCONFIGDIR": "matplotlib",  # matplotlib's config and font cache
     "XDG_CACHE_HOME": "xdg-cache",  # anything else that follows the XDG convention
+    # The per-node lock of its own: tests assert no timings, so they need not wait for a real
+    # training job's epoch to end before profiling (minutes on a busy node), nor delay one.
+    "ARCHBENCH_LOCK_DIR": "node-locks",
 }
 _session_dir: Path | None = None
 _saved_env: dict[str, str | None] = {}
