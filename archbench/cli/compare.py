@@ -45,14 +45,17 @@ def run_compare(args: argparse.Namespace, console: Console) -> int:
             f"{key.upper()}: {escape(side['run'])} — {escape(side['model'])} "
             f"({side['predictions']}): accuracy {100 * accuracy:.2f}%, {errors} errors",
             highlight=False,
+            soft_wrap=True,
         )
     (both, only_a), (only_b, neither) = result["table"]
-    console.print(f"{'':12}{'B right':>9}{'B wrong':>9}\nA right    {both:>9}{only_a:>9}\n"
-                  f"A wrong    {only_b:>9}{neither:>9}", highlight=False)  # fmt: skip
+    table = (f"{'':12}{'B right':>9}{'B wrong':>9}\nA right    {both:>9}{only_a:>9}\n"
+             f"A wrong    {only_b:>9}{neither:>9}")  # fmt: skip
+    console.print(table, highlight=False, soft_wrap=True)
     verdict = f"{result['better']} is better" if result["better"] else "no significant difference"
     console.print(
         f"McNemar exact p-value {result['p_value']:.4g} on {result['n']} images "
         f"(alpha {result['alpha']}): {verdict}",
         highlight=False,
+        soft_wrap=True,
     )
     return 0

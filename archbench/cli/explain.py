@@ -37,5 +37,6 @@ def run_explain(args: argparse.Namespace, console: Console) -> int:
         f"{args.method}: {len(record['indices'])} images ({wrong} misclassified) -> "
         f"{Path(args.run_dir) / record['file']}",
         highlight=False,
+        soft_wrap=True,
     )
     return 0
