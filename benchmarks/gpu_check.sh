@@ -175,8 +175,11 @@ run "$py" -m archbench suite --file "$suite_file" --datasets "$data" --runs-dir 
 
 # --- 4. report -----------------------------------------------------------------------------
 step "report"
+# The study's baseline is SqueezeNet; with --archs leaving it out, the first network listed.
+baseline=squeezenet
+[[ ",$archs," == *",squeezenet,"* ]] || baseline="${archs%%,*}"
 run "$py" -m archbench report --runs-dir "$runs" --compare-study souza2020 \
-  --baseline squeezenet --out "$report" --title "archbench on $gpu_name against this CPU" \
+  --baseline "$baseline" --out "$report" --title "archbench on $gpu_name against this CPU" \
   --note "written by benchmarks/gpu_check.sh: squeezenet_dsc $epochs epochs, the others 1 epoch (latency only); $samples batch-1 samples per backend; TF32 off"
 step "done in $((SECONDS - started))s: $report"
 if [ "$dry_run" -eq 0 ] && [ $((SECONDS - started)) -gt 600 ]; then
