@@ -26,9 +26,21 @@ import torch.nn.functional as F
 from .. import files
 from ..errors import ArchbenchError
 from .imagefolder import load_imagefolder
+from .multilabel import (
+    CSV_PREFIX,
+    MOSAIC_ALIASES,
+    MOSAIC_PREFIX,
+    CsvLayout,
+    MultiLabelSets,
+    load_csv,
+    mosaic_sets,
+    random_split,
+)
 
-DATASET_NAMES = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist")
+SINGLE_LABEL_NAMES = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist")
+DATASET_NAMES = (*SINGLE_LABEL_NAMES, *MOSAIC_ALIASES)
 IMAGEFOLDER_PREFIX = "imagefolder:"
+PREFIXES = (IMAGEFOLDER_PREFIX, CSV_PREFIX, MOSAIC_PREFIX)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
@@ -55,11 +67,17 @@ class DataConfig:
     val_fraction: float = 0.1
     split_seed: int = 0
     download: bool = True
+    train_limit: int | None = None  # keep this many training images (a learning curve's N)
+    csv_layout: CsvLayout = CsvLayout()
 
 
 @dataclass
 class Split:
-    """One split in memory: uint8 ``(N, 3, 32, 32)`` images and int64 ``(N,)`` labels."""
+    """One split in memory: uint8 ``(N, 3, 32, 32)`` images and their targets.
+
+    Targets are int64 ``(N,)`` class indices, or, for multi-label sets, uint8 ``(N, K)``
+    multi-hot rows (1 where the image has the label).
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -70,14 +88,20 @@ class Split:
                 f"images must be uint8 (N, C, H, W), got {self.images.dtype} "
                 f"{tuple(self.images.shape)}"
             )
-        if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
+        single = self.labels.dtype == torch.int64 and self.labels.dim() == 1
+        multi = self.labels.dtype == torch.uint8 and self.labels.dim() == 2
+        if not (single or multi) or self.labels.shape[0] != self.images.shape[0]:
             raise ValueError(
-                f"labels must be int64 ({self.images.shape[0]},), got "
-                f"{self.labels.dtype} {tuple(self.labels.shape)}"
+                f"labels must be int64 ({self.images.shape[0]},) or uint8 multi-hot "
+                f"({self.images.shape[0]}, K), got {self.labels.dtype} {tuple(self.labels.shape)}"
             )
 
+    @property
+    def multilabel(self) -> bool:
+        return self.labels.dim() == 2
+
     def __len__(self) -> int:
-        return int(self.labels.numel())
+        return int(self.labels.shape[0])
 
     def subset(self, indices: torch.Tensor) -> Split:
         return Split(self.images.index_select(0, indices), self.labels.index_select(0, indices))
@@ -98,7 +122,12 @@ class ImageData:
 
     @property
     def num_classes(self) -> int:
+        """Classes, or for a multi-label set the number of labels (one output each)."""
         return len(self.classes)
+
+    @property
+    def multilabel(self) -> bool:
+        return self.train.multilabel
 
 
 @dataclass
@@ -118,24 +147,27 @@ def load_data(config: DataConfig) -> ImageData:
     fraction = config.val_fraction
     if not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
         raise ArchbenchError(f"val_fraction must be in [0, 1), got {fraction!r}")
+    limit = config.train_limit
+    if limit is not None and not (isinstance(limit, int) and limit > 0):
+        raise ArchbenchError(f"train_limit must be a positive integer, got {limit!r}")
     data_dir = Path(config.data_dir).expanduser() if config.data_dir else default_data_dir()
     name = resolve_dataset_name(config.dataset)
-    if name.startswith(IMAGEFOLDER_PREFIX):
-        loaded = _load_imagefolder(Path(name[len(IMAGEFOLDER_PREFIX) :]), data_dir)
-    elif name == "digits":
-        loaded = _load_digits()
-    else:
-        loaded = _load_torchvision(name, data_dir, download=config.download)
+    loaded = _load_source(name, data_dir, config)
 
     train, val = loaded.train, None
     if fraction > 0:
-        kept, held = stratified_split(train.labels, fraction, config.split_seed)
+        if train.multilabel:
+            kept, held = random_split(len(train), fraction, config.split_seed)
+        else:
+            kept, held = stratified_split(train.labels, fraction, config.split_seed)
         if held.numel() == 0:
             raise ArchbenchError(
                 f"val_fraction {fraction} holds out no image of {name}'s {len(train)} training "
                 "images (it rounds per class); use a larger fraction or 0 for no validation split"
             )
         train, val = train.subset(kept), train.subset(held)
+    if limit is not None:
+        train = _limit_train(train, limit, config.split_seed, name)
     if loaded.fixed_stats is not None:
         mean, std = loaded.fixed_stats
     else:
@@ -152,16 +184,66 @@ def load_data(config: DataConfig) -> ImageData:
     )
 
 
+def _load_source(name: str, data_dir: Path, config: DataConfig) -> _Loaded:
+    name = MOSAIC_ALIASES.get(name, name)
+    if name.startswith(IMAGEFOLDER_PREFIX):
+        return _load_imagefolder(Path(name[len(IMAGEFOLDER_PREFIX) :]), data_dir)
+    if name.startswith(CSV_PREFIX):
+        path = Path(name[len(CSV_PREFIX) :])
+        sets = load_csv(path, config.csv_layout, data_dir / "csv-cache")
+        return _multilabel_loaded(sets, "crop-flip")
+    if name.startswith(MOSAIC_PREFIX):
+        source = _load_source(name[len(MOSAIC_PREFIX) :], data_dir, config)
+        if source.train.multilabel:
+            raise ArchbenchError(f"{name}: mosaics are made from a single-label dataset")
+        sets = mosaic_sets(
+            source.classes,
+            (source.train.images, source.train.labels),
+            (source.test.images, source.test.labels),
+            source.identity,
+        )
+        return _multilabel_loaded(sets, source.default_augment, source.fixed_stats)
+    if name == "digits":
+        return _load_digits()
+    return _load_torchvision(name, data_dir, download=config.download)
+
+
+def _multilabel_loaded(sets: MultiLabelSets, augment: str, fixed_stats=None) -> _Loaded:
+    return _Loaded(
+        classes=sets.labels,
+        train=Split(sets.train_images, sets.train_targets),
+        test=Split(sets.test_images, sets.test_targets),
+        default_augment=augment,
+        identity=sets.identity,
+        fixed_stats=fixed_stats,
+    )
+
+
+def _limit_train(train: Split, limit: int, seed: int, name: str) -> Split:
+    """The first ``limit`` images of a seeded permutation: smaller sizes nest in larger ones."""
+    if limit > len(train):
+        raise ArchbenchError(
+            f"train_limit {limit} exceeds the {len(train)} training images of {name}"
+        )
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    return train.subset(order[:limit].sort().values)
+
+
 def resolve_dataset_name(dataset: str) -> str:
     """The canonical name (``"CIFAR10"`` -> ``"cifar10"``), or a clear error with a suggestion."""
     text = dataset.strip()
-    if text[: len(IMAGEFOLDER_PREFIX)].lower() == IMAGEFOLDER_PREFIX:
-        if not text[len(IMAGEFOLDER_PREFIX) :]:
-            raise ArchbenchError("imagefolder: needs a path, e.g. imagefolder:/data/my-images")
-        return IMAGEFOLDER_PREFIX + text[len(IMAGEFOLDER_PREFIX) :]
-    if text.lower() in DATASET_NAMES:
-        return text.lower()
-    choices = (*DATASET_NAMES, "imagefolder:PATH")
+    lowered = text.lower()
+    for prefix in PREFIXES:
+        if lowered.startswith(prefix):
+            rest = text[len(prefix) :]
+            if not rest:
+                raise ArchbenchError(f"{prefix} needs a value, e.g. {prefix}{_EXAMPLES[prefix]}")
+            if prefix == MOSAIC_PREFIX:
+                return prefix + resolve_dataset_name(rest)
+            return prefix + rest
+    if lowered in DATASET_NAMES:
+        return lowered
+    choices = (*DATASET_NAMES, "imagefolder:PATH", "csv:PATH", "mosaic:DATASET")
     close = difflib.get_close_matches(text.lower(), [*DATASET_NAMES, "imagefolder"], n=1)
     if text and Path(text).expanduser().is_dir():
         suggestion = f"imagefolder:{text}"
@@ -171,6 +253,13 @@ def resolve_dataset_name(dataset: str) -> str:
         suggestion = None
     hint = f"; did you mean {suggestion!r}?" if suggestion else ";"
     raise ArchbenchError(f"unknown dataset {dataset!r}{hint} choose from {', '.join(choices)}")
+
+
+_EXAMPLES = {
+    IMAGEFOLDER_PREFIX: "/data/my-images",
+    CSV_PREFIX: "/data/labels.csv",
+    MOSAIC_PREFIX: "imagefolder:/data/my-images",
+}
 
 
 def stratified_split(
