@@ -1,0 +1,140 @@
+"""What the trainer optimizes and watches, per task: single-label classification or multi-label.
+
+Multi-label is a different task, not a flag on the classifier: the targets are multi-hot rows,
+the loss is a (weighted) binary cross-entropy per label, predictions are thresholded
+probabilities, and the figure that selects ``best.pt`` is validation mAP (threshold-free, so a
+run is not selected for a lucky threshold). The trainer asks its task for the loss, the running
+training figure, and the evaluation figures of a split; everything else is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import f1_score, hamming_loss
+from torch import nn
+
+from architectures import create_arch
+
+from .evaluate.multilabel import DEFAULT_THRESHOLD, mean_average_precision
+from .losses import pos_weights, weighted_bce
+
+TASKS = ("classification", "multilabel")
+
+
+def build_model(arch: str, num_outputs: int, task: str) -> nn.Module:
+    """The network for ``task``; multi-label ones get class scores a sigmoid can map below 0.5.
+
+    SqueezeNet ends in a ReLU on its class scores: harmless before a softmax, fatal before a
+    sigmoid (every probability would be at least 0.5, and once the ReLU dies every logit is 0 and
+    the loss sits at ln 2). For multi-label, a ReLU after the last convolution or linear layer is
+    replaced by the identity; no parameter changes, so the parameter count is the study's.
+    """
+    model = create_arch(arch, num_classes=num_outputs)
+    if task == "multilabel":
+        drop_final_activation(model)
+    return model
+
+
+def drop_final_activation(model: nn.Module) -> list[str]:
+    """Replace every ReLU registered after the last conv/linear layer; return their names."""
+    named = list(model.named_modules())
+    last_layer = max(
+        (i for i, (_, module) in enumerate(named) if isinstance(module, (nn.Conv2d, nn.Linear))),
+        default=-1,
+    )
+    replaced = []
+    for name, module in named[last_layer + 1 :]:
+        if isinstance(module, nn.ReLU):
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, nn.Identity())
+            replaced.append(name)
+    return replaced
+
+
+@dataclass
+class ClassificationTask:
+    """Cross-entropy over classes; accuracy is the running and the selection figure."""
+
+    num_classes: int
+    name: str = "classification"
+    train_figure: str = "acc"  # train_acc: the fraction of correct top-1 predictions
+    selection_figure: str = "acc"
+    columns: tuple[str, ...] = ("acc",)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, targets)
+
+    def train_count(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(correct predictions, predictions) in a batch."""
+        return (logits.argmax(1) == targets).sum(), targets.shape[0]
+
+    @torch.inference_mode()
+    def evaluate(self, model, loader) -> dict:
+        """Loss, top-1 and top-5 accuracy of ``model`` on a loader's batches."""
+        loss_sum, top1, top5, seen = 0.0, 0, 0, 0
+        k = min(5, self.num_classes)
+        for images, labels in loader:
+            logits = model(images)
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            hits = logits.topk(k, dim=1).indices == labels[:, None]
+            top1 += hits[:, 0].sum().item()
+            top5 += hits.any(dim=1).sum().item()
+            seen += labels.numel()
+        return {
+            "loss": loss_sum / seen,
+            "acc": top1 / seen,
+            "top1": top1 / seen,
+            "top5": top5 / seen if self.num_classes >= 5 else None,
+            "n": seen,
+        }
+
+
+@dataclass
+class MultiLabelTask:
+    """Positive-weighted BCE per label; Hamming error while training, mAP to select."""
+
+    pos_weight: torch.Tensor  # (K,), see archbench.losses
+    threshold: float = DEFAULT_THRESHOLD
+    name: str = "multilabel"
+    train_figure: str = "hamming"  # train_hamming: wrong label decisions / all decisions
+    selection_figure: str = "map"
+    columns: tuple[str, ...] = ("map", "hamming", "micro_f1")
+
+    @classmethod
+    def from_training_targets(
+        cls, spec: str, targets: torch.Tensor, threshold: float
+    ) -> MultiLabelTask:
+        return cls(pos_weight=pos_weights(spec, targets), threshold=threshold)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return weighted_bce(logits, targets, self.pos_weight)
+
+    def train_count(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(wrong label decisions, label decisions) in a batch, at the threshold."""
+        predicted = torch.sigmoid(logits.float()) >= self.threshold
+        return (predicted != targets.bool()).sum(), targets.numel()
+
+    @torch.inference_mode()
+    def evaluate(self, model, loader) -> dict:
+        """Weighted BCE, mAP, Hamming error and micro F1 of ``model`` on a loader's batches."""
+        logits, targets = [], []
+        for images, batch_targets in loader:
+            logits.append(model(images).float().cpu())
+            targets.append(batch_targets.cpu())
+        all_logits, all_targets = torch.cat(logits), torch.cat(targets)
+        loss = weighted_bce(all_logits, all_targets, self.pos_weight.cpu()).item()
+        truth = all_targets.numpy().astype(bool)
+        scores = torch.sigmoid(all_logits).numpy()
+        predicted = scores >= self.threshold
+        return {
+            "loss": loss,
+            "map": mean_average_precision(truth, scores),
+            "hamming": float(hamming_loss(truth, predicted)),
+            "all_negative_hamming": float(truth.mean()),
+            "micro_f1": float(f1_score(truth, predicted, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+            "n": int(truth.shape[0]),
+        }
