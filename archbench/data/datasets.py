@@ -9,7 +9,6 @@ import contextlib
 import difflib
 import hashlib
 import json
-import math
 import os
 import socket
 import threading
@@ -34,8 +33,8 @@ from .multilabel import (
     MultiLabelSets,
     load_csv,
     mosaic_sets,
-    random_split,
 )
+from .splits import Split, channel_stats, nested_subset, random_split, stratified_split
 
 SINGLE_LABEL_NAMES = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist")
 DATASET_NAMES = (*SINGLE_LABEL_NAMES, *MOSAIC_ALIASES)
@@ -69,42 +68,6 @@ class DataConfig:
     download: bool = True
     train_limit: int | None = None  # keep this many training images (a learning curve's N)
     csv_layout: CsvLayout = CsvLayout()
-
-
-@dataclass
-class Split:
-    """One split in memory: uint8 ``(N, 3, 32, 32)`` images and their targets.
-
-    Targets are int64 ``(N,)`` class indices, or, for multi-label sets, uint8 ``(N, K)``
-    multi-hot rows (1 where the image has the label).
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(
-                f"images must be uint8 (N, C, H, W), got {self.images.dtype} "
-                f"{tuple(self.images.shape)}"
-            )
-        single = self.labels.dtype == torch.int64 and self.labels.dim() == 1
-        multi = self.labels.dtype == torch.uint8 and self.labels.dim() == 2
-        if not (single or multi) or self.labels.shape[0] != self.images.shape[0]:
-            raise ValueError(
-                f"labels must be int64 ({self.images.shape[0]},) or uint8 multi-hot "
-                f"({self.images.shape[0]}, K), got {self.labels.dtype} {tuple(self.labels.shape)}"
-            )
-
-    @property
-    def multilabel(self) -> bool:
-        return self.labels.dim() == 2
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def subset(self, indices: torch.Tensor) -> Split:
-        return Split(self.images.index_select(0, indices), self.labels.index_select(0, indices))
 
 
 @dataclass
@@ -167,7 +130,11 @@ def load_data(config: DataConfig) -> ImageData:
             )
         train, val = train.subset(kept), train.subset(held)
     if limit is not None:
-        train = _limit_train(train, limit, config.split_seed, name)
+        if limit > len(train):
+            raise ArchbenchError(
+                f"train_limit {limit} exceeds the {len(train)} training images of {name}"
+            )
+        train = train.subset(nested_subset(len(train), limit, config.split_seed))
     if loaded.fixed_stats is not None:
         mean, std = loaded.fixed_stats
     else:
@@ -219,16 +186,6 @@ def _multilabel_loaded(sets: MultiLabelSets, augment: str, fixed_stats=None) -> 
     )
 
 
-def _limit_train(train: Split, limit: int, seed: int, name: str) -> Split:
-    """The first ``limit`` images of a seeded permutation: smaller sizes nest in larger ones."""
-    if limit > len(train):
-        raise ArchbenchError(
-            f"train_limit {limit} exceeds the {len(train)} training images of {name}"
-        )
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    return train.subset(order[:limit].sort().values)
-
-
 def resolve_dataset_name(dataset: str) -> str:
     """The canonical name (``"CIFAR10"`` -> ``"cifar10"``), or a clear error with a suggestion."""
     text = dataset.strip()
@@ -260,41 +217,6 @@ _EXAMPLES = {
     CSV_PREFIX: "/data/labels.csv",
     MOSAIC_PREFIX: "imagefolder:/data/my-images",
 }
-
-
-def stratified_split(
-    labels: torch.Tensor, fraction: float, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices ``(kept, held_out)``, each sorted, holding out ``fraction`` of every class.
-
-    Per class (in label order) a permutation seeded by ``seed`` picks ``round(fraction * n)``
-    images (halves round up), at most ``n - 1`` so no class vanishes from the kept part.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    kept, held = [], []
-    for label in torch.unique(labels).tolist():
-        members = (labels == label).nonzero().flatten()
-        n = members.numel()
-        k = min(math.floor(fraction * n + 0.5), n - 1)
-        shuffled = members[torch.randperm(n, generator=generator)]
-        held.append(shuffled[:k])
-        kept.append(shuffled[k:])
-    return torch.cat(kept).sort().values, torch.cat(held).sort().values
-
-
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Exact per-channel mean and (population) std of uint8 images, on the 0-1 scale."""
-    values = torch.arange(256, dtype=torch.float64) / 255
-    means, stds = [], []
-    for channel in range(images.shape[1]):
-        counts = torch.bincount(images[:, channel].reshape(-1).cpu(), minlength=256).double()
-        total = counts.sum()
-        mean = (counts * values).sum() / total
-        var = (counts * values.square()).sum() / total - mean.square()
-        means.append(float(mean))
-        std = math.sqrt(max(float(var), 0.0))
-        stds.append(std if std > 0 else 1.0)  # a constant channel: leave it unscaled
-    return tuple(means), tuple(stds)
 
 
 def _cached_stats(

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from .. import files
 from ..errors import ArchbenchError
 from .imagefolder import decode_images
+from .splits import random_split
 
 CSV_PREFIX = "csv:"
 MOSAIC_PREFIX = "mosaic:"
@@ -78,18 +78,6 @@ def multi_hot(label_sets: list[list[int]], num_labels: int) -> torch.Tensor:
     for row, indices in enumerate(label_sets):
         targets[row, list(indices)] = 1
     return targets
-
-
-def random_split(count: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sorted ``(kept, held_out)`` indices: a seeded ``round(fraction * count)`` held out.
-
-    Multi-hot targets have no single class to stratify on; a plain seeded permutation keeps
-    every label's share close to the whole set's for sets of any useful size.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    held_count = min(math.floor(fraction * count + 0.5), count - 1)
-    order = torch.randperm(count, generator=generator)
-    return order[held_count:].sort().values, order[:held_count].sort().values
 
 
 # --- mosaics -----------------------------------------------------------------------------------

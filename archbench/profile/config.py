@@ -21,6 +21,7 @@ class ProfileConfig:
     parity_samples: int = 100
     top_layers: int = 15
     peak_cache_dir: Path | None = None
+    threshold: float | None = None  # multi-label: probability counted as predicted (run's, 0.5)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

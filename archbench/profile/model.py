@@ -30,6 +30,7 @@ from torch import nn
 from .. import files
 from ..errors import ArchbenchError, describe_error
 from ..evaluate.classification import accuracy_report, predict_logits
+from ..evaluate.multilabel import DEFAULT_THRESHOLD, multilabel_report
 from ..measure import exclusive
 from ..measure.backends import backend_method, device_of, parse_backends
 from ..measure.complexity import count_macs, count_parameters, macs_by_layer
@@ -72,9 +73,9 @@ def _check_inputs(samples, labels, eval_images, class_names, num_classes, config
         raise ArchbenchError(f"{len(names)} class names for {num_classes} classes")
     if labels is not None:
         eval_images = samples if eval_images is None else eval_images
-        if eval_images.shape[0] != labels.reshape(-1).shape[0]:
+        if eval_images.shape[0] != labels.shape[0]:
             raise ArchbenchError(
-                f"{eval_images.shape[0]} evaluation images but {labels.numel()} labels"
+                f"{eval_images.shape[0]} evaluation images but {labels.shape[0]} labels"
             )
     return _Inputs(
         latency=samples[: config.samples] if config.samples is not None else samples,
@@ -131,8 +132,8 @@ def _export_and_parity(model, onnx_path: Path, inputs: _Inputs, threads: int, sa
 
 
 def _accuracy(model, inputs: _Inputs, out_dir: Path, threads: int, say: Say):
-    """The accuracy block and ``confusion_matrix.csv``, when labels were given."""
-    if inputs.labels is None:
+    """The accuracy block and ``confusion_matrix.csv``, when single-label labels were given."""
+    if inputs.labels is None or inputs.labels.ndim == 2:
         (out_dir / "confusion_matrix.csv").unlink(missing_ok=True)  # none from an earlier run
         return None
     say(f"accuracy on {inputs.evaluation.shape[0]} images")
@@ -140,6 +141,15 @@ def _accuracy(model, inputs: _Inputs, out_dir: Path, threads: int, say: Say):
     accuracy, confusion = accuracy_report(logits, inputs.labels, inputs.class_names)
     write_confusion(out_dir / "confusion_matrix.csv", confusion, inputs.class_names)
     return accuracy
+
+
+def _multilabel(model, inputs: _Inputs, threshold: float, threads: int, say: Say):
+    """The ``multilabel`` block, when the labels are multi-hot rows."""
+    if inputs.labels is None or inputs.labels.ndim != 2:
+        return None
+    say(f"multi-label figures on {inputs.evaluation.shape[0]} images at threshold {threshold}")
+    logits = predict_logits(model, inputs.evaluation.to(torch.float32), threads=threads)
+    return multilabel_report(logits, inputs.labels, inputs.class_names, threshold)
 
 
 def _latency(
@@ -245,6 +255,8 @@ def _measure(
     state_dict_bytes = save_state_dict(model, out_dir / "state_dict.pt")
     exported, parity = _export_and_parity(model, out_dir / "model.onnx", inputs, threads, say)
     accuracy = _accuracy(model, inputs, out_dir, threads, say)
+    threshold = config.threshold if config.threshold is not None else DEFAULT_THRESHOLD
+    multilabel = _multilabel(model, inputs, threshold, threads, say)
     latency = _latency(model, backends, exported, inputs, config, threads, say)
     peak, rooflines = _rooflines(
         model, inputs, num_classes, macs, macs_error, latency, config, threads, say
@@ -261,6 +273,7 @@ def _measure(
         "macs": macs,
         "macs_error": macs_error,
         "accuracy": accuracy,
+        "multilabel": multilabel,
         "onnx": {
             "ok": exported.ok,
             "opset": OPSET,
@@ -309,7 +322,9 @@ def profile_model(
         out_dir: directory to write into (created if needed).
         samples: real, normalized float32 test images ``(N, 3, 32, 32)`` for latency (the first
             ``config.samples``) and ONNX parity (the first ``config.parity_samples``).
-        labels: when given, accuracy is computed on ``eval_images`` (default: ``samples``).
+        labels: when given, accuracy is computed on ``eval_images`` (default: ``samples``);
+            multi-hot ``(N, K)`` labels give the ``multilabel`` block instead, at
+            ``config.threshold``.
         eval_images: images matching ``labels``.
         class_names: names for per-class figures (default ``"0"``, ``"1"``, ...).
         config: what to measure and how.

@@ -18,7 +18,8 @@ from architectures import create_arch
 
 from ..data import DataConfig, load_data, normalize
 from ..errors import ArchbenchError
-from ..train import rundir
+from ..train import TrainConfig, rundir
+from ..train.task import build_model
 from .config import ProfileConfig
 from .model import profile_model
 from .summary import print_summary
@@ -63,7 +64,9 @@ def profile_run(
             "train it to completion or resume it first"
         )
     best = rundir.load_checkpoint(best_path, expect={k: v for k, v in expect.items() if v})
-    model = create_arch(best["arch"], num_classes=best["num_classes"])
+    # The run's task decides the network's head (multi-label drops a final ReLU).
+    task = train.get("task", "classification")
+    model = build_model(best["arch"], best["num_classes"], task)
     try:
         model.load_state_dict(best["model"])
     except RuntimeError as error:
@@ -71,16 +74,12 @@ def profile_run(
             f"{best_path} does not fit {best['arch']} with {best['num_classes']} classes: "
             f"{str(error).splitlines()[0]}"
         ) from None
-    data_config = DataConfig(
-        dataset=train["dataset"],
-        data_dir=Path(train["data_dir"]).expanduser() if train.get("data_dir") else None,
-        val_fraction=train.get("val_fraction", 0.1),
-        split_seed=train.get("seed", 0),
-        download=False,
-    )
+    data_config = TrainConfig.from_dict(train).data_config(download=False)
     images, labels, classes = _test_images(data_config, best.get("mean"), best.get("std"))
     if config.threads is None and train.get("threads"):
         config = replace(config, threads=int(train["threads"]))
+    if config.threshold is None and task == "multilabel":
+        config = replace(config, threshold=float(train.get("threshold", 0.5)))
     say = _say(console, quiet)
     say(f"profiling {best['arch']} from {best_path} (epoch {best.get('epoch')})")
     profile = profile_model(

@@ -15,6 +15,7 @@ from .. import __version__, files
 from ..train import rundir
 from .collect import RunRecord, nested_get
 from .figures import write_figures
+from .multilabel import multilabel_section, multilabel_table, write_multilabel_figures
 from .study import study_comparison, study_latency_ratios
 from .tables import (
     backends_in,
@@ -112,12 +113,15 @@ def render_markdown(
     study: str | None,
     figures: Sequence[Path] = (),
     notes: Sequence[str] = (),
+    multilabel: pd.DataFrame | None = None,
 ) -> str:
     """The page: ``table`` is :func:`run_table` of ``records`` (which also name incomplete runs)."""
     lines = [f"# {title}", "", *_conditions(records), *[f"- {note}" for note in notes], ""]
     incomplete = [r for r in records if not r.complete]
-    if table.empty:
+    multilabel = multilabel if multilabel is not None else pd.DataFrame()
+    if table.empty and multilabel.empty:
         lines += ["No complete rundir.", ""]
+    lines += multilabel_section(multilabel, figures, _markdown)
     for dataset, group in table.groupby("dataset", sort=False) if not table.empty else []:
         lines += [f"## {dataset}", "", _markdown(study_shaped_table(group)), ""]
         lines += ["Latency: batch 1, mean ± std over the profiled test samples.", ""]
@@ -199,9 +203,18 @@ def write_report(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = run_table(records)
+    multilabel = multilabel_table(records)
     figures = write_figures(records, table, out.parent, out.stem)
+    figures += write_multilabel_figures(multilabel, out.parent, out.stem)
     text = render_markdown(
-        records, table, title=title, baseline=baseline, study=study, figures=figures, notes=notes
+        records,
+        table,
+        title=title,
+        baseline=baseline,
+        study=study,
+        figures=figures,
+        notes=notes,
+        multilabel=multilabel,
     )
     files.write_text(out, text)
     return out, figures

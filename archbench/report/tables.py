@@ -15,14 +15,15 @@ import pandas as pd
 
 from ..measure.backends import BACKENDS
 from .collect import RunRecord, nested_get
+from .multilabel import multilabel_table
 
 
 def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     """One numeric row per complete run: accuracy, size, MACs, latency and roofline per backend."""
     rows = []
     for record in records:
-        if not record.complete:
-            continue
+        if not record.complete or record.task != "classification":
+            continue  # multi-label runs have their own table (report/multilabel.py)
         profile, result = record.profile, record.result
         row: dict[str, Any] = {
             "dataset": record.dataset,
@@ -154,6 +155,9 @@ def efficiency_table(table: pd.DataFrame) -> pd.DataFrame:
 def table_data(records: Sequence[RunRecord], fmt: str) -> str:
     """The flat run table as CSV or JSON (records), for pandas users."""
     table = run_table(records)
+    multilabel = multilabel_table(records)
+    if not multilabel.empty:
+        table = pd.concat([table, multilabel], ignore_index=True) if not table.empty else multilabel
     incomplete = pd.DataFrame(
         [
             {"dataset": r.dataset, "arch": r.arch, "status": r.status, "run_dir": str(r.path)}

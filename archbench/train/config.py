@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import torch
 
-from ..data import AUGMENTATIONS, ImageData
+from ..data import AUGMENTATIONS, DataConfig, ImageData
+from ..data.multilabel import CsvLayout
 from ..errors import ArchbenchError
+from .loss import parse_pos_weight
 from .schedule import PLATEAU_PRESETS, EarlyStopConfig, EarlyStopping, PlateauSchedule
+from .task import DEFAULT_THRESHOLD, TASKS
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = (*PLATEAU_PRESETS, "early-stop")
@@ -23,7 +27,8 @@ PRECISIONS = ("fp32", "bf16")
 
 # The study trains for up to 200 epochs; digits is the offline demo and converges in a few.
 DEFAULT_MAX_EPOCHS = 200
-DATASET_MAX_EPOCHS = {"digits": 15}
+DATASET_MAX_EPOCHS = {"digits": 15, "digits-mosaic": 15}
+MULTILABEL_SOURCES = "digits-mosaic, mosaic:DATASET or csv:PATH"
 
 
 @dataclass(frozen=True)
@@ -59,15 +64,49 @@ class TrainConfig:
     channels_last: bool = True  # ~1.4x faster training steps on CPU (benchmarks/)
     precision: str = "fp32"  # bf16 = autocast mixed precision for the training step
     compile: bool = False
+    task: str = "classification"  # or multilabel: multi-hot targets, weighted BCE, mAP
+    pos_weight: str | None = None  # multilabel: W, auto or auto-per-label (default 1)
+    threshold: float = DEFAULT_THRESHOLD  # multilabel: probability that counts as "present"
+    train_limit: int | None = None  # keep this many training images (learning curves)
+    csv_image_column: str = CsvLayout.image_column
+    csv_labels_column: str = CsvLayout.labels_column
+    csv_split_column: str = CsvLayout.split_column
+    csv_label_separator: str = CsvLayout.separator
+
+    def data_config(self, *, download: bool = True) -> DataConfig:
+        """Where this run's images and targets come from, and how they are split."""
+        return DataConfig(
+            dataset=self.dataset,
+            data_dir=Path(self.data_dir).expanduser() if self.data_dir else None,
+            val_fraction=self.val_fraction,
+            split_seed=self.seed,
+            download=download,
+            train_limit=self.train_limit,
+            csv_layout=CsvLayout(
+                image_column=self.csv_image_column,
+                labels_column=self.csv_labels_column,
+                split_column=self.csv_split_column,
+                separator=self.csv_label_separator,
+            ),
+        )
 
     def resolved(self, data: ImageData) -> TrainConfig:
         """Fill the dataset-dependent defaults so the saved config says what really ran."""
+        if data.multilabel != (self.task == "multilabel"):
+            raise ArchbenchError(
+                f"--task multilabel needs a multi-label dataset ({MULTILABEL_SOURCES}); "
+                f"{data.name} is single-label"
+                if self.task == "multilabel"
+                else f"{data.name} is a multi-label dataset: add --task multilabel"
+            )
+        multilabel = self.task == "multilabel"
         return replace(
             self,
             max_epochs=self.max_epochs or DATASET_MAX_EPOCHS.get(data.name, DEFAULT_MAX_EPOCHS),
             augment=self.augment or data.default_augment,
             threads=self.threads or torch.get_num_threads(),
             device=resolve_device(self.device),
+            pos_weight=parse_pos_weight(self.pos_weight or "1") if multilabel else None,
         )
 
     def validate(self) -> None:
@@ -84,6 +123,11 @@ class TrainConfig:
             (self.threads is None or self.threads > 0, "--threads must be positive"),
             (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),
             (self.early_stop_patience > 0, "--early-stop-patience must be positive"),
+            (0 < self.threshold < 1, f"--threshold must be in (0, 1), got {self.threshold}"),
+            (
+                self.train_limit is None or self.train_limit > 0,
+                f"train_limit must be positive, got {self.train_limit}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -94,6 +138,7 @@ class TrainConfig:
             ("--select-on", self.select_on, SELECT_ON),
             ("--device", self.device, DEVICES),
             ("--precision", self.precision, PRECISIONS),
+            ("--task", self.task, TASKS),
         ]
         if self.augment is not None:
             choices.append(("--augment", self.augment, AUGMENTATIONS))
@@ -105,6 +150,13 @@ class TrainConfig:
                 "--val-fraction 0 leaves no validation split: use --select-on test "
                 "and a plateau schedule, or keep a validation split"
             )
+        if self.pos_weight is not None:
+            if self.task != "multilabel":
+                raise ArchbenchError(
+                    "--pos-weight weighs positive labels of a multi-label task; add "
+                    f"--task multilabel (this run's task is {self.task})"
+                )
+            parse_pos_weight(self.pos_weight)
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ArchbenchError("--device cuda was asked for but no CUDA device is available")
         try:

@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .errors import ArchbenchError
+from ..errors import ArchbenchError
 
 AUTO_WEIGHTS = ("auto", "auto-per-label")
 

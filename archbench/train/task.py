@@ -13,15 +13,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score, hamming_loss
+from sklearn.metrics import average_precision_score, f1_score, hamming_loss
 from torch import nn
 
 from architectures import create_arch
 
-from .evaluate.multilabel import DEFAULT_THRESHOLD, mean_average_precision
-from .losses import pos_weights, weighted_bce
+from .loss import pos_weights, weighted_bce
 
 TASKS = ("classification", "multilabel")
+DEFAULT_THRESHOLD = 0.5
 
 
 def build_model(arch: str, num_outputs: int, task: str) -> nn.Module:
@@ -131,10 +131,32 @@ class MultiLabelTask:
         predicted = scores >= self.threshold
         return {
             "loss": loss,
-            "map": mean_average_precision(truth, scores),
+            "map": _mean_ap(truth, scores),
             "hamming": float(hamming_loss(truth, predicted)),
             "all_negative_hamming": float(truth.mean()),
             "micro_f1": float(f1_score(truth, predicted, average="micro", zero_division=0)),
             "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
             "n": int(truth.shape[0]),
         }
+
+
+def _mean_ap(truth, scores) -> float:
+    """Mean average precision over the labels with a positive example (AP is undefined else)."""
+    defined = truth.any(axis=0)
+    if not defined.any():
+        return float("nan")
+    return float(average_precision_score(truth[:, defined], scores[:, defined], average="macro"))
+
+
+def make_task(
+    task: str,
+    train_targets: torch.Tensor,
+    num_classes: int,
+    *,
+    pos_weight: str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> ClassificationTask | MultiLabelTask:
+    """The task object the trainer uses; multi-label weights come from the training targets."""
+    if task == "multilabel":
+        return MultiLabelTask.from_training_targets(pos_weight or "1", train_targets, threshold)
+    return ClassificationTask(num_classes=num_classes)
