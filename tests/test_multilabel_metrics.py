@@ -16,7 +16,7 @@ from archbench.evaluate.multilabel import (
     multilabel_report,
     prediction_kinds,
 )
-from archbench.losses import parse_pos_weight, pos_weights, weighted_bce
+from archbench.train.loss import parse_pos_weight, pos_weights, weighted_bce
 
 # --- the loss -------------------------------------------------------------------------------------
 
