@@ -1,7 +1,8 @@
 """Datasets in memory as uint8 tensors, and the batches the trainer and profiler iterate.
 
-Every dataset becomes uint8 images ``(N, 3, 32, 32)`` with int64 labels, so every network keeps
-its parameter count whatever it is trained on.
+Every dataset becomes uint8 images ``(N, 3, 32, 32)`` with int64 labels (multi-label sets:
+uint8 multi-hot ``(N, K)`` targets), so every network keeps its parameter count whatever it is
+trained on.
 
 Datasets (``--dataset``):
 
@@ -17,6 +18,12 @@ Datasets (``--dataset``):
   28x28 grayscale images are zero-padded by 2 pixels to 32x32 and replicated to 3 channels.
 - ``imagefolder:PATH``: ``PATH/train/<class>/*`` and ``PATH/test/<class>/*`` (class index =
   sorted folder name), decoded once and cached; see :mod:`archbench.data.imagefolder`.
+- multi-label: ``digits-mosaic``, ``mosaic:DATASET`` (2x2 mosaics of a single-label set) and
+  ``csv:PATH`` (image path and labels columns); see :mod:`archbench.data.multilabel`. Their
+  validation split is a seeded random share (no single class to stratify on).
+
+``train_limit`` keeps the first N of a seeded permutation of the training split (after the
+validation split), so smaller training sets nest inside larger ones.
 
 The data directory is ``DataConfig.data_dir``, else ``$ARCHBENCH_DATA``, else
 ``~/.cache/archbench/data``. torchvision sets are downloaded there when missing and ``download``
