@@ -80,12 +80,18 @@ def test_task_weight_and_selection_are_recorded(done_when_run):
 
 
 def test_auto_weight_learns_far_above_the_all_negative_baseline(workdir):
-    run_dir = train(workdir, "auto", "--pos-weight", "auto", "--lr", "0.001", "--max-epochs", "3")
+    # batch 32: 41 steps an epoch (at batch 128, three epochs are 33 steps and mAP barely moves)
+    run_dir = train(
+        workdir, "auto", "--pos-weight", "auto", "--lr", "0.001", "--batch-size", "32",
+        "--max-epochs", "4",
+    )  # fmt: skip
     block = read(run_dir, runs.PROFILE)["multilabel"]
     weights = read(run_dir, runs.CONFIG)["loss"]["pos_weight_values"]
     assert len(set(weights)) == 1 and 2.5 < weights[0] < 3.5  # ~7.5 negatives per 2.5 positives
-    assert block["map"] > block["all_negative_map"] + 0.3
-    assert block["micro"]["f1"] > 0.5
+    # measured: test mAP 0.877 against 0.247, Hamming error 0.153 against 0.247, micro F1 0.735
+    assert block["map"] > block["all_negative_map"] + 0.4
+    assert block["hamming_error"] < block["all_negative_hamming_error"]
+    assert block["micro"]["f1"] > 0.6
 
 
 def test_profile_follows_the_run_and_takes_another_threshold(done_when_run, capsys):
