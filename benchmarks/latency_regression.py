@@ -33,7 +33,7 @@ import latency_cases  # noqa: E402
 
 
 def cpu_model() -> str:
-    # Imported when needed: archbench.measure.sysinfo imports torch, which the A/B driver itself avoids.
+    # Imported when needed: archbench.measure.sysinfo imports torch (the A/B driver avoids it).
     from archbench.measure.sysinfo import cpu_model
 
     return cpu_model()

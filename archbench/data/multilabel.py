@@ -11,13 +11,14 @@ Two kinds of source:
   decoder) and cached under ``<data_dir>/csv-cache/`` keyed by the CSV's content and every
   image's path, size and modification time.
 - ``mosaic:DATASET`` (``digits-mosaic`` = ``mosaic:digits``; e.g. ``mosaic:imagefolder:PATH``):
-  2x2 mosaics of a single-label dataset's images, each tile downscaled to 16x16 (bilinear,
-  antialiased) so a mosaic is 32x32 like every other set. Each mosaic holds k distinct classes,
-  k uniform in 1..4; every chosen class fills at least one tile, the remaining tiles repeat
-  chosen classes, positions are shuffled, and each tile is a random image of its class. Train
-  mosaics use only training images and test mosaics only test images; one mosaic per source
-  image in each split, drawn from fixed seeds (``MOSAIC_SEEDS``), so the set is the same on
-  every machine: ``digits-mosaic`` has 1,438 train and 359 test mosaics.
+  2x2 mosaics of a single-label dataset's images at their native channels (MNIST-style 28x28
+  sets padded to 32x32 first), each tile downscaled to 16x16 (bilinear, antialiased), so a
+  mosaic is natively ``(C, 32, 32)`` and is then fitted to the network's input like any set.
+  Each mosaic holds k distinct classes, k uniform in 1..4; every chosen class fills at least one
+  tile, the remaining tiles repeat chosen classes, positions are shuffled, and each tile is a
+  random image of its class. Train mosaics use only training images and test mosaics only test
+  images; one mosaic per source image in each split, drawn from fixed seeds (``MOSAIC_SEEDS``),
+  so the set is the same on every machine: ``digits-mosaic`` has 1,438 train and 359 test mosaics.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .splits import random_split
 CSV_PREFIX = "csv:"
 MOSAIC_PREFIX = "mosaic:"
 MOSAIC_ALIASES = {"digits-mosaic": "mosaic:digits"}
-MOSAIC_TILE = 16  # 2x2 tiles of 16x16 make the 32x32 every network here takes
+MOSAIC_TILE = 16  # 2x2 tiles of 16x16 make a 32x32 mosaic, the study networks' input
 MOSAIC_MAX_CLASSES = 4
 MOSAIC_SEEDS = {"train": 1600, "test": 1601}
 CSV_TEST_FRACTION = 0.2
@@ -86,7 +87,7 @@ def multi_hot(label_sets: list[list[int]], num_labels: int) -> torch.Tensor:
 def make_mosaics(
     images: torch.Tensor, labels: torch.Tensor, num_classes: int, count: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` 2x2 mosaics of ``images`` (uint8 ``(N, 3, 32, 32)``) and their multi-hot targets.
+    """``count`` 2x2 mosaics of ``images`` (uint8 ``(N, C, H, W)``) and their multi-hot targets.
 
     A pure function of its arguments: the draws come from ``numpy.random.default_rng(seed)``.
     """
@@ -114,7 +115,7 @@ def make_mosaics(
     targets_np = np.zeros((count, num_classes), dtype=np.uint8)
     targets_np[np.arange(count)[:, None], shuffled] = np.arange(present.size) < k[:, None]
     targets = torch.from_numpy(targets_np)
-    grid = tiles[torch.from_numpy(picks)]  # (count, 4, 3, 16, 16)
+    grid = tiles[torch.from_numpy(picks)]  # (count, 4, C, 16, 16)
     top = torch.cat([grid[:, 0], grid[:, 1]], dim=3)
     bottom = torch.cat([grid[:, 2], grid[:, 3]], dim=3)
     return torch.cat([top, bottom], dim=2).contiguous(), targets
@@ -246,7 +247,7 @@ def _cache_key(csv_path: Path, paths: list[str]) -> str:
 
 
 def _decode_cached(key: str, paths: list[str], cache_dir: Path) -> torch.Tensor:
-    """Every row's image as uint8 ``(N, 3, 32, 32)``, decoded once per CSV and image content."""
+    """Every row's image as uint8 ``(N, 3, SIZE, SIZE)``, decoded once per CSV and image content."""
     cache_file = cache_dir / f"{key}.pt"
     if cache_file.is_file():
         try:

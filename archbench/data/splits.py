@@ -13,7 +13,7 @@ import torch
 
 @dataclass
 class Split:
-    """One split in memory: uint8 ``(N, 3, 32, 32)`` images and their targets.
+    """One split in memory: uint8 ``(N, C, H, W)`` images and their targets.
 
     Targets are int64 ``(N,)`` class indices, or, for multi-label sets, uint8 ``(N, K)``
     multi-hot rows (1 where the image has the label).

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 
-from ..data import AUGMENTATIONS, DataConfig, ImageData
+from architectures import arch_info
+
+from ..data import AUGMENTATIONS, DataConfig, ImageData, dataset_shape
 from ..data.multilabel import CsvLayout
 from ..errors import ArchbenchError
 from .loss import parse_pos_weight
@@ -64,6 +66,11 @@ class TrainConfig:
     channels_last: bool = True  # ~1.4x faster training steps on CPU (benchmarks/)
     precision: str = "fp32"  # bf16 = autocast mixed precision for the training step
     compile: bool = False
+    input_size: int | None = None  # --input-size: square images of this side, for any network
+    # (C, H, W) the network is fed: resolved from the network and the dataset (input_shape())
+    input_shape: tuple[int, int, int] | None = None
+    regroup: str | None = None  # train on grouped labels: a preset name or a .json/.toml file
+    class_weight: str | None = None  # cross-entropy class weights: "balanced" or a list
     task: str = "classification"  # or multilabel: multi-hot targets, weighted BCE, mAP
     pos_weight: str | None = None  # multilabel: W, auto or auto-per-label (default 1)
     threshold: float = DEFAULT_THRESHOLD  # multilabel: probability that counts as "present"
@@ -73,14 +80,24 @@ class TrainConfig:
     csv_split_column: str = CsvLayout.split_column
     csv_label_separator: str = CsvLayout.separator
 
+    def resolve_input_shape(self) -> TrainConfig:
+        """Fix ``input_shape``: the registered network's own, or the dataset's for a foreign
+        one, with ``input_size`` overriding height and width. An unknown network fails here."""
+        if self.input_shape is not None:
+            return replace(self, input_shape=tuple(int(v) for v in self.input_shape))
+        shape = arch_info(self.arch).input_shape(dataset_shape(self.dataset), self.input_size)
+        return replace(self, input_shape=shape)
+
     def data_config(self, *, download: bool = True) -> DataConfig:
-        """Where this run's images and targets come from, and how they are split."""
+        """Where this run's images and targets come from, how they are split, and the
+        ``input_shape`` they are fitted to (resolve it first; None keeps the native shape)."""
         return DataConfig(
             dataset=self.dataset,
             data_dir=Path(self.data_dir).expanduser() if self.data_dir else None,
             val_fraction=self.val_fraction,
             split_seed=self.seed,
             download=download,
+            input_shape=self.input_shape,
             train_limit=self.train_limit,
             csv_layout=CsvLayout(
                 image_column=self.csv_image_column,
@@ -109,7 +126,7 @@ class TrainConfig:
             pos_weight=parse_pos_weight(self.pos_weight or "1") if multilabel else None,
         )
 
-    def validate(self) -> None:
+    def validate(self, *, device_here: bool = True) -> None:
         """Reject impossible settings up front, before any file is written."""
         checks = [
             (self.lr > 0 and math.isfinite(self.lr), f"--lr must be positive, got {self.lr}"),
@@ -127,6 +144,10 @@ class TrainConfig:
             (
                 self.train_limit is None or self.train_limit > 0,
                 f"train_limit must be positive, got {self.train_limit}",
+            ),
+            (
+                self.input_size is None or self.input_size > 0,
+                f"--input-size must be positive, got {self.input_size}",
             ),
         ]
         for ok, message in checks:
@@ -157,7 +178,15 @@ class TrainConfig:
                     f"--task multilabel (this run's task is {self.task})"
                 )
             parse_pos_weight(self.pos_weight)
-        if self.device == "cuda" and not torch.cuda.is_available():
+        if self.task == "multilabel":
+            for flag, value in (("--regroup", self.regroup), ("--class-weight", self.class_weight)):
+                if value is not None:
+                    raise ArchbenchError(
+                        f"{flag} applies to single-label classes; a multi-label run weighs its "
+                        "labels with --pos-weight"
+                    )
+        # A Ray head checks a plan for its workers: their GPUs are not the head's.
+        if device_here and self.device == "cuda" and not torch.cuda.is_available():
             raise ArchbenchError("--device cuda was asked for but no CUDA device is available")
         try:
             self.make_schedule()

@@ -24,15 +24,18 @@ TASKS = ("classification", "multilabel")
 DEFAULT_THRESHOLD = 0.5
 
 
-def build_model(arch: str, num_outputs: int, task: str) -> nn.Module:
+def build_model(
+    arch: str, num_outputs: int, task: str, in_channels: int | None = None
+) -> nn.Module:
     """The network for ``task``; multi-label ones get class scores a sigmoid can map below 0.5.
 
     SqueezeNet ends in a ReLU on its class scores: harmless before a softmax, fatal before a
     sigmoid (every probability would be at least 0.5, and once the ReLU dies every logit is 0 and
     the loss sits at ln 2). For multi-label, a ReLU after the last convolution or linear layer is
     replaced by the identity; no parameter changes, so the parameter count is the study's.
+    ``in_channels`` None is the network's registered input channels.
     """
-    model = create_arch(arch, num_classes=num_outputs)
+    model = create_arch(arch, num_classes=num_outputs, in_channels=in_channels)
     if task == "multilabel":
         drop_final_activation(model)
     return model
@@ -56,16 +59,21 @@ def drop_final_activation(model: nn.Module) -> list[str]:
 
 @dataclass
 class ClassificationTask:
-    """Cross-entropy over classes; accuracy is the running and the selection figure."""
+    """Cross-entropy over classes; accuracy is the running and the selection figure.
+
+    ``class_weights`` (``--class-weight``) weigh the training loss only: the evaluation loss
+    and accuracy stay unweighted, so they remain comparable between runs.
+    """
 
     num_classes: int
+    class_weights: torch.Tensor | None = None  # (num_classes,), on the training device
     name: str = "classification"
     train_figure: str = "acc"  # train_acc: the fraction of correct top-1 predictions
     selection_figure: str = "acc"
     columns: tuple[str, ...] = ("acc",)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, targets)
+        return F.cross_entropy(logits, targets, weight=self.class_weights)
 
     def train_count(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
         """(correct predictions, predictions) in a batch."""
@@ -73,21 +81,29 @@ class ClassificationTask:
 
     @torch.inference_mode()
     def evaluate(self, model, loader) -> dict:
-        """Loss, top-1 and top-5 accuracy of ``model`` on a loader's batches."""
-        loss_sum, top1, top5, seen = 0.0, 0, 0, 0
+        """Loss, top-1 and top-5 accuracy of ``model`` on a loader's batches (summed on the
+        device, in float64 as a Python float would be, and read back once)."""
+        loss_sum = top1 = top5 = None
+        seen = 0
         k = min(5, self.num_classes)
         for images, labels in loader:
             logits = model(images)
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            if loss_sum is None:
+                loss_sum = torch.zeros((), device=logits.device, dtype=torch.float64)
+                top1 = torch.zeros((), device=logits.device, dtype=torch.long)
+                top5 = torch.zeros((), device=logits.device, dtype=torch.long)
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
             hits = logits.topk(k, dim=1).indices == labels[:, None]
-            top1 += hits[:, 0].sum().item()
-            top5 += hits.any(dim=1).sum().item()
-            seen += labels.numel()
+            top1 += hits[:, 0].sum()
+            top5 += hits.any(dim=1).sum()
+            seen += labels.shape[0]
+        if loss_sum is None:
+            raise ValueError("cannot evaluate on an empty split")
         return {
-            "loss": loss_sum / seen,
-            "acc": top1 / seen,
-            "top1": top1 / seen,
-            "top5": top5 / seen if self.num_classes >= 5 else None,
+            "loss": loss_sum.item() / seen,
+            "acc": top1.item() / seen,
+            "top1": top1.item() / seen,
+            "top5": top5.item() / seen if self.num_classes >= 5 else None,
             "n": seen,
         }
 
@@ -155,8 +171,14 @@ def make_task(
     *,
     pos_weight: str | None = None,
     threshold: float = DEFAULT_THRESHOLD,
+    class_weights: list[float] | None = None,
+    device: torch.device | str = "cpu",
 ) -> ClassificationTask | MultiLabelTask:
-    """The task object the trainer uses; multi-label weights come from the training targets."""
+    """The task object the trainer uses; multi-label weights come from the training targets,
+    class weights (single-label only) from ``--class-weight``."""
     if task == "multilabel":
-        return MultiLabelTask.from_training_targets(pos_weight or "1", train_targets, threshold)
-    return ClassificationTask(num_classes=num_classes)
+        made = MultiLabelTask.from_training_targets(pos_weight or "1", train_targets, threshold)
+        made.pos_weight = made.pos_weight.to(device)
+        return made
+    weights = None if class_weights is None else torch.tensor(class_weights, device=device)
+    return ClassificationTask(num_classes=num_classes, class_weights=weights)

@@ -26,25 +26,37 @@ from .schedule import Action
 from .signals import StopRequest
 from .task import build_model, make_task
 
+PROGRESS_REFRESH_S = 0.5  # how often the live line reads the loss back from the device
+
 
 class Trainer:
     """One run: model, optimizer, schedule and data, stepping epoch by epoch into ``run_dir``."""
 
     def __init__(
-        self, config: TrainConfig, data: ImageData, run_dir: Path, log: RunLog, console: Console
+        self,
+        config: TrainConfig,
+        data: ImageData,
+        run_dir: Path,
+        log: RunLog,
+        console: Console,
+        class_weights: list[float] | None = None,
     ) -> None:
         self.config, self.data, self.run_dir, self.log = config, data, run_dir, log
         self.console, self.quiet = console, log.quiet
         self.device = torch.device(config.device)
         torch.manual_seed(config.seed)
+        # Class weights weigh the training loss only: validation loss and accuracy stay
+        # comparable.
         self.task = make_task(
             config.task,
             data.train.labels,
             data.num_classes,
             pos_weight=config.pos_weight,
             threshold=config.threshold,
+            class_weights=class_weights,
+            device=self.device,
         )
-        model = build_model(config.arch, data.num_classes, config.task)
+        model = build_model(config.arch, data.num_classes, config.task, data.shape[0])
         self.model = model.to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -55,6 +67,7 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict] = []
         self.best = {"epoch": None, "score": None}
+        self.stopped = False  # the schedule's stop, saved with the epoch that made it
 
         self.train_loader, self.eval_loaders = _loaders(config, data, self.device)
 
@@ -77,6 +90,7 @@ class Trainer:
             "schedule": self.schedule.state_dict(),
             "history": self.history,
             "best": self.best,
+            "stopped": self.stopped,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -115,6 +129,7 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
         self.best = dict(state["best"])
+        self.stopped = bool(state.get("stopped", False))
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -130,7 +145,12 @@ class Trainer:
         return f"{self.config.select_on}_{self.task.selection_figure}"
 
     def train_one_epoch(self, stop: StopRequest) -> dict | None:
-        """One pass over the training split; ``None`` if a stop was requested mid-epoch."""
+        """One pass over the training split; ``None`` if a stop was requested mid-epoch.
+
+        Loss and accuracy accumulate on the device: nothing reads them back per step (a device
+        sync per batch on a GPU), only the live progress line does, at most every
+        ``PROGRESS_REFRESH_S``, and only when it is shown.
+        """
         self.model.train()
         self.train_loader.set_epoch(self.epoch)
         loss_sum = torch.zeros((), device=self.device)
@@ -138,9 +158,9 @@ class Trainer:
         seen = judged = 0
         progress = self._progress()
         task = progress.add_task(f"epoch {self.epoch + 1}", total=len(self.train_loader))
-        start = time.perf_counter()
+        start = refreshed = time.perf_counter()
         with progress:
-            for images, labels in self.train_loader:
+            for step, (images, labels) in enumerate(self.train_loader, start=1):
                 if stop:
                     return None
                 with self._autocast():
@@ -155,13 +175,15 @@ class Trainer:
                 correct += count
                 judged += decisions
                 seen += batch
-                elapsed = time.perf_counter() - start
-                progress.update(
-                    task,
-                    advance=1,
-                    description=f"epoch {self.epoch + 1} loss {loss_sum.item() / seen:.4f} "
-                    f"{seen / max(elapsed, 1e-9):.0f} img/s",
-                )
+                now = time.perf_counter()
+                if not progress.disable and now - refreshed >= PROGRESS_REFRESH_S:
+                    refreshed = now
+                    progress.update(
+                        task,
+                        completed=step,
+                        description=f"epoch {self.epoch + 1} loss {loss_sum.item() / seen:.4f} "
+                        f"{seen / max(now - start, 1e-9):.0f} img/s",
+                    )
         seconds = time.perf_counter() - start
         return {
             "train_loss": loss_sum.item() / seen,
@@ -201,8 +223,12 @@ class Trainer:
         return score > self.best["score"]
 
     def fit(self, stop: StopRequest, on_epoch_end: Callable[[dict], None] | None = None) -> str:
-        """Train until the schedule stops it, ``max_epochs``, or a signal; return the status."""
-        while self.epoch < self.config.max_epochs:
+        """Train until the schedule stops it, ``max_epochs``, or a signal; return the status.
+
+        The schedule's stop goes into ``last.pt`` with the epoch that decided it, so a run
+        killed anywhere after that checkpoint resumes straight to ``complete``.
+        """
+        while self.epoch < self.config.max_epochs and not self.stopped:
             lr = self.optimizer.param_groups[0]["lr"]
             with exclusive.computing():  # a profile on this node waits for the epoch to end
                 stats = self.train_one_epoch(stop)
@@ -222,6 +248,7 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = group["lr"] / self.schedule.config.factor
             row["lr_drops"] = self.schedule.drops
+            self.stopped = action is Action.STOP
             self.history.append(row)
             if self._is_better(row):
                 self.best = {"epoch": self.epoch, "score": row[self.selection_metric]}
@@ -231,7 +258,7 @@ class Trainer:
             self.log(epoch_line(row, self.config.max_epochs, action))
             if on_epoch_end is not None:
                 on_epoch_end(row)
-            if action is Action.STOP:
+            if self.stopped:
                 return "complete"
             if stop:
                 return "interrupted"
