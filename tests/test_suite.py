@@ -41,14 +41,24 @@ def profile_window(run_dir: Path) -> tuple[datetime, datetime]:
             datetime.fromisoformat(record["held_until"]))  # fmt: skip
 
 
+def entry_status(suite_dir: Path, key: str) -> str | None:
+    """The suite file's status of one entry; None before the file exists."""
+    try:
+        return json.loads((suite_dir / SUITE_FILE).read_text())["entries"][key]["status"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return None
+
+
 def test_interrupted_suite_resumes_without_redoing_complete_runs(tmp_path):
     suite_dir, data_dir = tmp_path / "suite", tmp_path / "data"
     process = subprocess.Popen(suite_command(suite_dir, data_dir), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list(suite_dir.glob("*/profile.json")):
+    while time.monotonic() < deadline and entry_status(suite_dir, "squeezenet_dsc-digits") != (
+        "complete"
+    ):
         time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)  # while the second run starts
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err
     state = json.loads((suite_dir / SUITE_FILE).read_text())["entries"]
