@@ -1,9 +1,10 @@
 """Does the profiler's cpu-eager p50 agree with torch.utils.benchmark?
 
 For each registered network, in one process and on the same batch-1 input with the same thread
-count, this compares the p50 that ``archbench.latency.measure_latency("cpu-eager", ...)`` reports
-with the median of ``torch.utils.benchmark.Timer("model(x)").blocked_autorange()``. The two are
-interleaved repeat by repeat, so machine drift touches both. The ratio should sit in 0.9-1.1;
+count, this compares the p50 that
+``archbench.measure.latency.measure_latency("cpu-eager", ...)`` reports with the median of
+``torch.utils.benchmark.Timer("model(x)").blocked_autorange()``. The two are interleaved repeat
+by repeat, so machine drift touches both. The ratio should sit in 0.9-1.1;
 the coefficient of variation (CV) of the profiler's p50 over the repeats says how repeatable it is.
 
     python benchmarks/latency_fidelity.py --samples 300 --repeats 5 --threads 2
@@ -26,8 +27,8 @@ import torch
 import torch.utils.benchmark as benchmark
 
 from archbench.data import CIFAR_MEAN, CIFAR_STD
-from archbench.latency import measure_latency
-from archbench.sysinfo import describe_system
+from archbench.measure.latency import measure_latency
+from archbench.measure.sysinfo import describe_system
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -32,8 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from archbench.data import CIFAR_MEAN, CIFAR_STD, DataConfig, load_data  # noqa: E402
-from archbench.sysinfo import describe_system  # noqa: E402
-from archbench.train import TrainConfig, Trainer, _StopRequest  # noqa: E402
+from archbench.measure.sysinfo import describe_system  # noqa: E402
+from archbench.train import StopRequest as _StopRequest  # noqa: E402
+from archbench.train import TrainConfig, Trainer  # noqa: E402
 from architectures import create_arch  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from archbench.complexity import count_macs, count_parameters
+from archbench.measure.complexity import count_macs, count_parameters
 from architectures import (
     ArchitectureError,
     DepthwiseSeparable,

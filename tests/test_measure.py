@@ -20,28 +20,31 @@ from PIL import Image
 from rich.console import Console
 from torch import nn
 
-from archbench import roofline as roofline_module
-from archbench.complexity import count_macs, count_parameters
 from archbench.errors import ArchbenchError
-from archbench.export import OPSET, check_parity, export_onnx
-from archbench.latency import (
-    BACKENDS,
+from archbench.evaluate.classification import (
+    accuracy_report,
+    classification_metrics,
+    confusion_matrix,
+)
+from archbench.measure import roofline as roofline_module
+from archbench.measure.backends import BACKENDS, parse_backends
+from archbench.measure.complexity import count_macs, count_parameters
+from archbench.measure.export import OPSET, check_parity, export_onnx
+from archbench.measure.latency import (
     THROUGHPUT_REPEATS,
     THROUGHPUT_WARMUP,
     LatencyStats,
     measure_latency,
-    parse_backends,
 )
-from archbench.profile import (
-    ProfileConfig,
-    accuracy_report,
-    classification_metrics,
-    confusion_matrix,
-    print_summary,
-    profile_model,
+from archbench.measure.roofline import (
+    MachinePeak,
+    cached_peak,
+    measure_peak,
+    min_bytes_moved,
+    roofline,
 )
-from archbench.roofline import MachinePeak, cached_peak, measure_peak, min_bytes_moved, roofline
-from archbench.sysinfo import describe_system, machine_id
+from archbench.measure.sysinfo import describe_system, machine_id
+from archbench.profile import ProfileConfig, print_summary, profile_model
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)

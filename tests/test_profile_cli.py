@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from archbench import runs
 from archbench.cli import main
+from archbench.train import rundir as runs
 
 FAST = ["--samples", "30", "--warmup", "2", "--batch-sizes", "1,8"]
 

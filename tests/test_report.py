@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from archbench import runs
 from archbench.cli import main
-from archbench.complexity import count_parameters
+from archbench.measure.complexity import count_parameters
 from archbench.profile import ProfileConfig, profile_run
 from archbench.report import (
     RunRecord,
@@ -26,6 +25,7 @@ from archbench.report import (
     study_comparison,
 )
 from archbench.train import TrainConfig, train_run
+from archbench.train import rundir as runs
 from architectures import create_arch
 
 QUIET = Console(quiet=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archbench.schedule import (
+from archbench.train.schedule import (
     PLATEAU_PRESETS,
     Action,
     EarlyStopConfig,

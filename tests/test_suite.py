@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from archbench import exclusive, runs
 from archbench.errors import ArchbenchError
+from archbench.measure import exclusive
 from archbench.profile import ProfileConfig
 from archbench.suite import SUITE_FILE, parse_set, plan, run_suite
+from archbench.train import rundir as runs
 
 FAST = ["--samples", "20", "--warmup", "2", "--batch-sizes", "1", "--backends", "cpu"]
 FAST_PROFILE = ProfileConfig(backends=("cpu-eager", "cpu-onnxruntime"), samples=20, warmup=2,

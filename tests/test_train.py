@@ -17,11 +17,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from archbench import runs
 from archbench.cli import main
 from archbench.errors import ArchbenchError
-from archbench.runs import load_checkpoint
 from archbench.train import TrainConfig, train_run
+from archbench.train import rundir as runs
+from archbench.train.rundir import load_checkpoint
 
 QUIET = Console(quiet=True)
 TIMING_COLUMNS = {"epoch_seconds", "images_per_second"}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .models import eval_copy, model_device
+
 
 @dataclass(frozen=True)
 class ParameterCount:
@@ -38,17 +40,12 @@ def count_parameters(model: nn.Module) -> ParameterCount:
 def _flop_analysis(model: nn.Module, input_shape: tuple[int, ...]):
     from fvcore.nn import FlopCountAnalysis
 
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters(), torch.empty(0)).device
-    analysis = FlopCountAnalysis(model, torch.zeros(input_shape, device=device))
-    # fvcore warns about every op it has no counter for (ReLU, pooling, add): those are no MACs.
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    logging.getLogger("fvcore").setLevel(logging.ERROR)
-    try:
+    with eval_copy(model) as target:
+        analysis = FlopCountAnalysis(target, torch.zeros(input_shape, device=model_device(target)))
+        # fvcore warns about every op it has no counter for (ReLU, pooling, add): no MACs.
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        logging.getLogger("fvcore").setLevel(logging.ERROR)
         analysis.total()  # run the trace once, inside the eval-mode window
-    finally:
-        model.train(was_training)
     return analysis
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from .. import __version__
 
 # Distribution names to try for each reported package (the GPU build of onnxruntime ships
 # under its own name).
@@ -134,7 +134,7 @@ def git_commit(path: Path | None = None) -> str | None:
     ``None`` when the package is not tracked by git, e.g. installed into a virtual environment
     that happens to sit inside some other checkout.
     """
-    package = Path(path) if path is not None else Path(__file__).resolve().parent
+    package = Path(path) if path is not None else Path(__file__).resolve().parents[1]
     if _git(["ls-files", "--error-unmatch", "__init__.py"], package) is None:
         return None
     commit = _git(["rev-parse", "HEAD"], package)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from . import files
-from .errors import ArchbenchError
+from .. import files
+from ..errors import ArchbenchError
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"

@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import files
+from .. import files
+from .onnxrt import create_session
 from .sysinfo import machine_id
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "archbench" / "peak"
@@ -121,26 +122,20 @@ def _ort_conv_seconds(shape, threads: int, repeats: int) -> float:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x.shape))],
         [numpy_helper.from_array(weight.numpy(), "w")],
     )
-    session = _ort_session(graph, threads)
+    session = _probe_session(graph, threads)
     feed = {"x": x.numpy()}
     return _best_seconds_cpu(lambda: session.run(None, feed), repeats)
 
 
-def _ort_session(graph, threads: int):
+def _probe_session(graph, threads: int):
+    """A CPU session over a one-node probe graph (same settings as the latency backend)."""
     import onnx
-    import onnxruntime as ort
     from onnx import helper
 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 8)
     onnx.checker.check_model(model)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(
-        model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
-    )
+    return create_session(model.SerializeToString(), device="cpu", threads=threads).session
 
 
 def _copy_seconds(device: str, numel: int, best, repeats: int) -> float:
@@ -175,7 +170,7 @@ def _ort_gemv_seconds(numel: int, threads: int, repeats: int) -> tuple[float, in
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, side])],
         [numpy_helper.from_array(matrix.numpy(), "w")],
     )
-    session = _ort_session(graph, threads)
+    session = _probe_session(graph, threads)
     feed = {"x": vector.numpy()[None, :]}
     return _best_seconds_cpu(lambda: session.run(None, feed), repeats), matrix.numel() * 4
 

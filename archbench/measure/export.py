@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .latency import describe_error
+from ..errors import describe_error
+from .models import eval_copy, model_device
+from .onnxrt import create_session
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -64,21 +66,6 @@ class ParityResult:
         return asdict(self)
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
-
-
 def _export_kwargs() -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "opset_version": OPSET,
@@ -108,8 +95,8 @@ def export_onnx(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        dummy = torch.zeros(input_shape, device=_model_device(model))
-        with _eval_mode(model), warnings.catch_warnings():
+        dummy = torch.zeros(input_shape, device=model_device(model))
+        with eval_copy(model), warnings.catch_warnings():
             # The TorchScript exporter announces its deprecation, and tracing warns about
             # Python-level control flow; neither changes the exported graph.
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -130,20 +117,6 @@ def export_onnx(
             path=path, ok=False, size_bytes=None, opset=OPSET, error=describe_error(error)
         )
     return ExportResult(path=path, ok=True, size_bytes=os.path.getsize(path), opset=OPSET)
-
-
-def ort_cpu_session(onnx_path: Path, threads: int | None = None):
-    """An ONNX Runtime CPU session with all graph optimizations (as the latency backend uses)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.inter_op_num_threads = 1
-    if threads is not None:
-        options.intra_op_num_threads = int(threads)
-    return ort.InferenceSession(
-        str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
-    )
 
 
 def _failed(reason: str, n: int = 0, atol: float = 1e-4) -> ParityResult:
@@ -173,16 +146,18 @@ def check_parity(
     if not onnx_path.is_file():
         return _failed(f"ONNX file not found: {onnx_path}", atol=atol)
     try:
-        session = ort_cpu_session(onnx_path, threads)
-        input_name = session.get_inputs()[0].name
+        opened = create_session(onnx_path, device="cpu", threads=threads)
     except Exception as error:
         return _failed(f"onnxruntime could not load the model: {describe_error(error)}", atol=atol)
+    if opened.fallback:
+        return _failed(opened.fallback, atol=atol)
+    session, input_name = opened.session, opened.input_name
 
     samples = samples.detach().to("cpu", torch.float32).contiguous()
-    device = _model_device(model)
+    device = model_device(model)
     try:
         expected, actual = [], []
-        with _eval_mode(model), torch.inference_mode():
+        with eval_copy(model), torch.inference_mode():
             for start in range(0, n, PARITY_BATCH):
                 batch = samples[start : start + PARITY_BATCH]
                 expected.append(model(batch.to(device)).float().cpu().numpy())

@@ -1,0 +1,63 @@
+"""The ``archbench`` command line: argument parsing only, one module per command.
+
+Each command module has ``add_parser(subparsers)``, which declares its flags and sets
+``handler(args, console) -> exit status``; a handler turns the flags into a typed config and
+calls its stage (train, profile, report, suite). Errors meant for the user
+(:class:`ArchbenchError`, unknown architectures) become one line on stderr and exit status 2,
+never a traceback. A new command is a new module here and one line in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from architectures import ArchitectureError
+
+from .. import __version__
+from ..errors import ArchbenchError
+
+EXIT_USAGE = 2
+
+# Command modules of this package, in the order ``archbench --help`` lists them.
+COMMANDS = (
+    "catalog",  # archbench list
+    "run",
+    "profile",
+    "report",
+    "suite",
+    "serve",
+    "serve_bench",  # archbench serve-bench
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archbench",
+        description="Benchmark efficient CNNs: accuracy, parameters, size, MACs and latency.",
+    )
+    parser.add_argument("--version", action="version", version=f"archbench {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated")
+    try:
+        return args.handler(args, console)
+    except (ArchbenchError, ArchitectureError) as error:
+        print(f"archbench: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

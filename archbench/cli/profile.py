@@ -1,0 +1,70 @@
+"""``archbench profile``: every figure of a trained run, or of an untrained network."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from ..errors import ArchbenchError
+from .profile_options import add_profile_options, parse_profile_options
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "profile",
+        help="measure accuracy, size, MACs, latency (CPU, GPU, ONNX Runtime) and ONNX parity",
+        description="Profile a trained run's selected checkpoint (RUN_DIR), or an untrained "
+        "network (--arch): latency, size and MACs do not depend on training. Writes "
+        "profile.json, model.onnx, state_dict.pt and CSV tables, and prints a summary.",
+    )
+    parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a complete run directory")
+    parser.add_argument("--arch", help="profile an untrained network: name or FILE.py:FUNC")
+    parser.add_argument("--num-classes", type=int, help="classes for --arch (default 10)")
+    parser.add_argument(
+        "--dataset", help="test images to time with --arch (default digits, embedded)"
+    )
+    parser.add_argument("--data-dir", help="where datasets live")
+    parser.add_argument(
+        "--out", help="directory for an --arch profile (default RUNS_DIR/profiles/<stamp>-<arch>)"
+    )
+    parser.add_argument("--runs-dir", default="runs", help="default runs/")
+    parser.add_argument("--quiet", action="store_true", help="no progress or summary output")
+    add_profile_options(parser, with_threads=True)
+    parser.set_defaults(handler=run_profile)
+
+
+def run_profile(args: argparse.Namespace, console: Console) -> int:
+    from ..profile import profile_run, profile_untrained
+    from ..train.rundir import ensure_writable, new_run_dir, slug
+
+    config = parse_profile_options(args)
+    if args.run_dir and args.arch:
+        raise ArchbenchError("give a RUN_DIR or --arch, not both")
+    if args.run_dir:
+        if args.num_classes is not None or args.dataset is not None:
+            raise ArchbenchError("--num-classes and --dataset go with --arch, not a RUN_DIR")
+        profile_run(Path(args.run_dir), config, console=console, quiet=args.quiet)
+        return 0
+    if not args.arch:
+        raise ArchbenchError("give a RUN_DIR to profile a trained run, or --arch NAME")
+    num_classes = 10 if args.num_classes is None else args.num_classes
+    dataset = args.dataset or "digits"
+    if args.out:
+        out_dir = ensure_writable(Path(args.out))
+    else:
+        out_dir = new_run_dir(
+            Path(args.runs_dir) / "profiles", args.arch, f"{slug(dataset)}-untrained"
+        )
+    profile_untrained(
+        args.arch,
+        num_classes=num_classes,
+        dataset=dataset,
+        data_dir=Path(args.data_dir).expanduser() if args.data_dir else None,
+        out_dir=out_dir,
+        config=config,
+        console=console,
+        quiet=args.quiet,
+    )
+    return 0

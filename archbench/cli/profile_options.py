@@ -1,0 +1,70 @@
+"""The profiling flags ``run``, ``profile`` and ``suite`` share, and the config they make."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ArchbenchError
+
+
+def positive_ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ArchbenchError(f"{flag} takes positive integers separated by commas, got {text!r}")
+    return values
+
+
+def parse_profile_options(args: argparse.Namespace):
+    """A ProfileConfig from the shared profiling flags, each checked with a one-line error."""
+    from ..measure.backends import parse_backends
+    from ..profile import ProfileConfig
+
+    defaults = ProfileConfig()
+    samples = defaults.samples
+    if args.samples is not None:
+        samples = None if args.samples == "all" else positive_ints(args.samples, "--samples")[0]
+    if args.warmup is not None and args.warmup < 0:
+        raise ArchbenchError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.profile_threads is not None and args.profile_threads < 1:
+        raise ArchbenchError(f"--threads must be positive, got {args.profile_threads}")
+    return ProfileConfig(
+        backends=parse_backends(args.backends) if args.backends else defaults.backends,
+        samples=samples,
+        warmup=defaults.warmup if args.warmup is None else args.warmup,
+        threads=args.profile_threads,
+        batch_sizes=(
+            positive_ints(args.batch_sizes, "--batch-sizes")
+            if args.batch_sizes
+            else defaults.batch_sizes
+        ),
+    )
+
+
+def add_profile_options(parser: argparse.ArgumentParser, *, with_threads: bool) -> None:
+    from ..measure.backends import BACKENDS
+
+    group = parser.add_argument_group("profiling")
+    group.add_argument(
+        "--backends",
+        help=f"comma-separated, or all/cpu/cuda (default all: {', '.join(BACKENDS)}); "
+        "backends that cannot run here are reported as skipped",
+    )
+    group.add_argument(
+        "--samples", help="batch-1 latency samples from the test set: N or all (default 1000)"
+    )
+    group.add_argument("--warmup", type=int, help="untimed passes before timing (default 10)")
+    group.add_argument(
+        "--batch-sizes", help="batch sizes for throughput, comma-separated (default 1,64)"
+    )
+    if with_threads:
+        group.add_argument(
+            "--threads",
+            dest="profile_threads",
+            type=int,
+            help="CPU threads for PyTorch and ONNX Runtime (default: all cores)",
+        )
+    else:
+        parser.set_defaults(profile_threads=None)

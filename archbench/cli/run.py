@@ -1,0 +1,128 @@
+"""``archbench run``: train a network into a run directory, then profile it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from .profile_options import add_profile_options, parse_profile_options
+
+
+def add_parser(commands) -> None:
+    from ..data import AUGMENTATIONS
+    from ..train import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, SELECT_ON, TrainConfig
+
+    defaults = TrainConfig()
+    parser = commands.add_parser(
+        "run",
+        help="train a network into a run directory, then profile it",
+        description="Train with the study's recipe (Adam, lr 0.01, batch 128, LR divided by 10 "
+        "at each training-loss plateau, stop at the 4th), evaluate the selected checkpoint on "
+        "the test set and profile it. Ctrl-C stops cleanly; --resume continues.",
+    )
+    what = parser.add_argument_group("what to train")
+    what.add_argument("--arch", help=f"architecture name or FILE.py:FUNC (default {defaults.arch})")
+    what.add_argument(
+        "--dataset",
+        help="digits (embedded, offline), cifar10, cifar100, mnist, fashion-mnist or "
+        f"imagefolder:PATH (default {defaults.dataset})",
+    )
+    what.add_argument(
+        "--data-dir",
+        help="where datasets live (default $ARCHBENCH_DATA or ~/.cache/archbench/data)",
+    )
+    what.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        help="default: crop-flip for CIFAR/image folders, crop for digit sets",
+    )
+    what.add_argument(
+        "--val-fraction",
+        type=float,
+        help=f"held-out validation share of train (default {defaults.val_fraction})",
+    )
+    what.add_argument(
+        "--select-on",
+        choices=SELECT_ON,
+        help="split that picks best.pt: val (default) or test (the reference code)",
+    )
+
+    optim = parser.add_argument_group("optimization")
+    optim.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
+    optim.add_argument("--lr", type=float, help=f"initial learning rate (default {defaults.lr})")
+    optim.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    optim.add_argument("--weight-decay", type=float, help="default 0")
+    optim.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    optim.add_argument("--max-epochs", type=int, help="default 200 (the study); 15 for digits")
+    optim.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="plateau (reference code, patience 10; default), plateau-dissertation "
+        "(patience 1) or early-stop (validation loss, best checkpoint restored)",
+    )
+    optim.add_argument("--plateau-threshold", type=float, help="default 0.01")
+    optim.add_argument("--plateau-patience", type=int, help="default 10 (1 for the dissertation)")
+    optim.add_argument("--plateau-factor", type=float, help="LR divisor (default 10)")
+    optim.add_argument("--plateau-max-drops", type=int, help="stop at this drop (default 4)")
+    optim.add_argument("--early-stop-patience", type=int, help="default 10")
+
+    machine = parser.add_argument_group("machine and output")
+    machine.add_argument("--seed", type=int, help="default 0; CPU runs are deterministic")
+    machine.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    machine.add_argument("--device", choices=DEVICES, help="default auto")
+    machine.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels_last memory format (default on: faster convolutions on CPU)",
+    )
+    machine.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32 (default, the study) or bf16 autocast for the training step",
+    )
+    machine.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the model (slow start, faster steps)",
+    )
+    machine.add_argument("--runs-dir", help=f"default {defaults.runs_dir}/")
+    machine.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue an interrupted run from its last.pt"
+    )
+    machine.add_argument(
+        "--no-profile", dest="profile", action="store_false", help="skip profiling after training"
+    )
+    machine.add_argument("--quiet", action="store_true", help="no progress output")
+    add_profile_options(parser, with_threads=False)
+    parser.set_defaults(handler=run_training)
+
+
+def run_training(args: argparse.Namespace, console: Console) -> int:
+    from ..train import EXIT_INTERRUPTED, TrainConfig, train_run
+
+    # Bad profiling flags fail up front, before any training.
+    profile_config = parse_profile_options(args) if args.profile else None
+    if args.resume:
+        outcome = train_run(
+            TrainConfig(), console=console, quiet=args.quiet, resume=Path(args.resume)
+        )
+    else:
+        config = TrainConfig(
+            **{
+                name: getattr(args, name)
+                for name in TrainConfig.__dataclass_fields__
+                if getattr(args, name, None) is not None
+            }
+        )
+        outcome = train_run(config, console=console, quiet=args.quiet)
+    if outcome.status == "interrupted":
+        return EXIT_INTERRUPTED
+    if args.profile and outcome.status == "complete":
+        from ..profile import profile_run
+
+        profile_run(outcome.run_dir, profile_config, console=console, quiet=args.quiet)
+    return 0

@@ -1,0 +1,207 @@
+"""The report page: the study-shaped tables, relative and roofline tables, the study
+comparison and the figures, in one markdown file with the PNGs beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__, files
+from ..train import rundir
+from .collect import RunRecord, nested_get
+from .figures import write_figures
+from .study import study_comparison, study_latency_ratios
+from .tables import (
+    backends_in,
+    efficiency_table,
+    gpu_speedup_table,
+    is_missing,
+    relative_table,
+    run_table,
+)
+
+REPORT_FORMATS = ("md", "csv", "json")
+
+
+def _conditions(records: Sequence[RunRecord]) -> list[str]:
+    """The header lines: what the figures were measured on, from the profiles themselves."""
+
+    def values(*keys: str) -> str:
+        found = sorted(
+            {str(nested_get(r.profile, "system", *keys)) for r in records if r.profile is not None}
+        )
+        return ", ".join(v for v in found if v != "None") or "n/a"
+
+    selected = sorted({str(r.result.get("selected_on")) for r in records if r.complete})
+    return [
+        f"- generated: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by archbench "
+        f"{__version__} (runs measured with archbench {values('archbench_version')}, commit "
+        f"{values('git_commit')})",
+        f"- CPU: {values('cpu_model')}, {values('torch_threads')} threads "
+        f"({values('logical_cores')} logical cores)",
+        f"- GPU: {values('gpu', 'name')}",
+        f"- torch {values('versions', 'torch')}, onnxruntime {values('versions', 'onnxruntime')}",
+        f"- model selection on: {', '.join(selected) or 'n/a'} (best checkpoint by this figure)",
+    ]
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if is_missing(value):
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return "equal" if value else "different"
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _heading(column: str) -> str:
+    """``cpu-eager_faster_pct`` -> ``cpu-eager % faster``: data names made readable."""
+    for suffix, words in (
+        ("_faster_pct", " % faster"),
+        ("_diff_pts", " diff (points)"),
+        ("_pct", " %"),
+        ("_mb", " MB"),
+        ("_ms", " ms"),
+    ):
+        column = column.replace(suffix, words)
+    return column.replace("_vs_", " vs ").replace("_", " ")
+
+
+def _markdown(frame: pd.DataFrame, digits: int = 2) -> str:
+    shown = frame.copy()
+    for column in shown.columns:
+        shown[column] = [_fmt(v, digits) for v in shown[column]]
+    shown.columns = [_heading(str(c)) for c in shown.columns]
+    return shown.to_markdown(index=False, disable_numparse=True)
+
+
+def study_shaped_table(group: pd.DataFrame) -> pd.DataFrame:
+    """The study's table shape for one dataset: accuracy, params, size, MACs, latency ± std."""
+    show_top5 = int(group["num_classes"].iloc[0]) > 10
+    frame = pd.DataFrame({"architecture": group["arch"]})
+    frame["top-1 %"] = 100 * group["top1"]
+    if show_top5:
+        frame["top-5 %"] = 100 * group["top5"]
+    frame["params"] = group["params"].astype("Int64")
+    frame["size MB"] = group["size_mb"]
+    frame["MMACs"] = group["macs"] / 1e6
+    for backend in backends_in(group):
+        mean, std = group[f"{backend}_mean_ms"], group[f"{backend}_std_ms"]
+        frame[f"{backend} ms"] = [
+            "-" if is_missing(m) else f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, std, strict=True)
+        ]
+    frame["best epoch"] = group["best_epoch"].astype("Int64")
+    frame["epochs"] = group["epochs_run"].astype("Int64")
+    return frame.reset_index(drop=True)
+
+
+def render_markdown(
+    records: Sequence[RunRecord],
+    table: pd.DataFrame,
+    *,
+    title: str,
+    baseline: str,
+    study: str | None,
+    figures: Sequence[Path] = (),
+    notes: Sequence[str] = (),
+) -> str:
+    """The page: ``table`` is :func:`run_table` of ``records`` (which also name incomplete runs)."""
+    lines = [f"# {title}", "", *_conditions(records), *[f"- {note}" for note in notes], ""]
+    incomplete = [r for r in records if not r.complete]
+    if table.empty:
+        lines += ["No complete rundir.", ""]
+    for dataset, group in table.groupby("dataset", sort=False) if not table.empty else []:
+        lines += [f"## {dataset}", "", _markdown(study_shaped_table(group)), ""]
+        lines += ["Latency: batch 1, mean ± std over the profiled test samples.", ""]
+        curves = [f for f in figures if f"-{rundir.slug(dataset)}-accuracy-vs-" in f.name]
+        lines += [f"![{f.stem}]({f.name})" for f in curves]
+        lines += [""] if curves else []
+    if not table.empty:
+        relative = relative_table(table, baseline)
+        missing = sorted(set(table["dataset"]) - set(relative.get("dataset", [])))
+        lines += [f"## Relative to {baseline}", ""]
+        lines += [
+            "params % and size % of the baseline's; top-1 difference in points; "
+            "latency % faster = time saved against the baseline (negative: slower).",
+            "",
+        ]
+        if not relative.empty:
+            lines += [_markdown(relative, 1), ""]
+        if missing:
+            lines += [f"No complete {baseline} run for: {', '.join(missing)}.", ""]
+        speedup = gpu_speedup_table(table)
+        if not speedup.empty:
+            lines += ["## GPU against CPU", "", _markdown(speedup, 1), ""]
+        efficiency = efficiency_table(table)
+        if not efficiency.empty:
+            lines += [
+                "## Efficiency (roofline)",
+                "",
+                "Achieved GFLOP/s = 2 x MACs / p50 latency; % of the machine's measured peak; "
+                "lower bound = the fastest time the measured compute and memory peaks allow.",
+                "",
+                _markdown(efficiency, 2),
+                "",
+            ]
+    if study and not table.empty:
+        comparison = study_comparison(table, study)
+        lines += [f"## Compared with the study ({study})", ""]
+        if comparison.empty:
+            lines += ["No run matches a network of the study.", ""]
+        else:
+            lines += [
+                "Parameter counts against the study's row with the same class count; "
+                "accuracy only where the dataset is the study's.",
+                "",
+                _markdown(comparison, 2),
+                "",
+            ]
+        ratios = study_latency_ratios(table, study, baseline)
+        if not ratios.empty:
+            lines += ["Latency as ratios (hardware differs; ratios travel):", ""]
+            lines += [_markdown(ratios, 2), ""]
+    curves = [f for f in figures if "-curves-" in f.name]
+    if curves:
+        lines += ["## Training curves", "", *[f"![{f.stem}]({f.name})" for f in curves], ""]
+    if incomplete:
+        frame = pd.DataFrame(
+            {
+                "run": [r.path.name for r in incomplete],
+                "arch": [r.arch for r in incomplete],
+                "dataset": [r.dataset for r in incomplete],
+                "status": [r.status for r in incomplete],
+                "epochs run": [r.result.get("epochs_run") for r in incomplete],
+                "reason": [r.result.get("error") or "" for r in incomplete],
+            }
+        )
+        lines += ["## Runs not included (not complete)", "", _markdown(frame), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(
+    records: Sequence[RunRecord],
+    out: Path,
+    *,
+    baseline: str = "squeezenet",
+    study: str | None = None,
+    title: str = "archbench report",
+    notes: Sequence[str] = (),
+) -> tuple[Path, list[Path]]:
+    """Write the markdown page and its PNG figures beside it; return their paths."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = run_table(records)
+    figures = write_figures(records, table, out.parent, out.stem)
+    text = render_markdown(
+        records, table, title=title, baseline=baseline, study=study, figures=figures, notes=notes
+    )
+    files.write_text(out, text)
+    return out, figures

@@ -1,0 +1,107 @@
+"""A published study's own figures (shipped as package data) next to ours."""
+
+from __future__ import annotations
+
+import io
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import ArchbenchError
+from .tables import is_missing
+
+STUDIES = {"souza2020": "souza2020.csv"}
+STUDY_BACKENDS = {"cpu": "cpu-eager", "gpu": "cuda-eager"}
+
+
+def load_study(name: str) -> pd.DataFrame:
+    """A published study's own figures, shipped as package data."""
+    if name not in STUDIES:
+        raise ArchbenchError(f"unknown study {name!r}; known: {', '.join(STUDIES)}")
+    text = resources.files(__package__).joinpath("reference", STUDIES[name]).read_text()
+    return pd.read_csv(io.StringIO(text))
+
+
+def study_dataset(dataset: str, num_classes: int) -> str | None:
+    """The study dataset a run's dataset is (close to): CIFAR pickles, or the CIFAR JPEG folders."""
+    name = dataset.lower()
+    if name in ("cifar10", "cifar100"):
+        return name
+    if name.startswith("imagefolder:"):
+        folder = Path(name.split(":", 1)[1].rstrip("/")).name
+        for candidate, classes in (("cifar100", 100), ("cifar10", 10)):
+            if folder.startswith(candidate) and num_classes == classes:
+                return candidate
+    return None
+
+
+def study_comparison(table: pd.DataFrame, study: str) -> pd.DataFrame:
+    """Our figures next to the study's, network by network.
+
+    Parameter counts are compared with the study's row for the same class count (they do not
+    depend on the data); accuracy and size only where the run's dataset is the study's.
+    """
+    published = load_study(study)
+    rows = []
+    for _, row in table.iterrows():
+        same_data = study_dataset(row["dataset"], row["num_classes"])
+        by_classes = "cifar100" if row["num_classes"] == 100 else "cifar10"
+        ref = published[(published["arch"] == row["arch"]) & (published["dataset"] == by_classes)]
+        if ref.empty or row["num_classes"] not in (10, 100):
+            continue
+        ref = ref.iloc[0]
+        out = {
+            "dataset": row["dataset"],
+            "arch": row["arch"],
+            "params": row["params"],
+            "study_params": int(ref["params"]),
+            "params_equal": row["params"] == ref["params"],
+            "top1_pct": None if is_missing(row["top1"]) else 100.0 * row["top1"],
+            "study_top1_pct": float(ref["top1"]) if same_data else None,
+            "top1_diff_pts": (
+                100.0 * row["top1"] - float(ref["top1"])
+                if same_data and not is_missing(row["top1"])
+                else None
+            ),
+            "size_mb": row["size_mb"],
+            "study_size_mb": float(ref["size_mb"]),
+            "size_diff_mb": None if is_missing(row["size_mb"]) else row["size_mb"] - ref["size_mb"],
+        }
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def study_latency_ratios(table: pd.DataFrame, study: str, baseline: str) -> pd.DataFrame:
+    """Latency as ratios to ``baseline`` (hardware differs, ratios travel): study's and ours."""
+    published = load_study(study)
+    rows = []
+    for dataset, group in table.groupby("dataset", sort=False):
+        num_classes = int(group["num_classes"].iloc[0])
+        ref_data = "cifar100" if num_classes == 100 else "cifar10"
+        ours_base = group[group["arch"] == baseline]
+        study_rows = published[published["dataset"] == ref_data].set_index("arch")
+        if ours_base.empty or baseline not in study_rows.index:
+            continue
+        for _, row in group.iterrows():
+            if row["arch"] == baseline or row["arch"] not in study_rows.index:
+                continue
+            for device, backend in STUDY_BACKENDS.items():
+                ours = row.get(f"{backend}_mean_ms")
+                base_ms = ours_base.iloc[0].get(f"{backend}_mean_ms")
+                if is_missing(ours) or is_missing(base_ms):
+                    continue
+                study_ratio = (
+                    study_rows.loc[row["arch"], f"{device}_ms_mean"]
+                    / study_rows.loc[baseline, f"{device}_ms_mean"]
+                )
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "comparison": f"{row['arch']} / {baseline} {device.upper()} time",
+                        "study": float(study_ratio),
+                        "here": float(ours / base_ms),
+                        "backend here": backend,
+                    }
+                )
+    return pd.DataFrame(rows)

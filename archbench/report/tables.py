@@ -1,0 +1,169 @@
+"""The report's tables as DataFrames: one numeric row per run, and the tables derived from it.
+
+Conventions, as in the study: sizes in MB are 10^6 bytes of the ``torch.save`` file; a latency
+"% faster" is the time saved, ``(1 - ms / reference_ms) * 100`` (AlexNet on the study's GPU is
+"95% faster" than on its CPU: 0.76 ms against 15.39 ms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..measure.backends import BACKENDS
+from .collect import RunRecord, nested_get
+
+
+def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """One numeric row per complete run: accuracy, size, MACs, latency and roofline per backend."""
+    rows = []
+    for record in records:
+        if not record.complete:
+            continue
+        profile, result = record.profile, record.result
+        row: dict[str, Any] = {
+            "dataset": record.dataset,
+            "arch": record.arch,
+            "num_classes": record.num_classes,
+            "top1": result.get("test_top1"),
+            "top5": result.get("test_top5"),
+            "params": nested_get(profile, "params", "trainable"),
+            "size_mb": _mb(nested_get(profile, "size_bytes", "state_dict")),
+            "onnx_size_mb": _mb(nested_get(profile, "size_bytes", "onnx")),
+            "macs": nested_get(profile, "macs"),
+            "best_epoch": result.get("best_epoch"),
+            "epochs_run": result.get("epochs_run"),
+            "selected_on": result.get("selected_on"),
+            "run_dir": str(record.path),
+        }
+        for backend in BACKENDS:
+            stats = nested_get(profile, "latency", backend, "batch1")
+            if nested_get(profile, "latency", backend, "status") != "ok" or not stats:
+                continue
+            row[f"{backend}_mean_ms"] = stats["mean_ms"]
+            row[f"{backend}_std_ms"] = stats["std_ms"]
+            row[f"{backend}_p50_ms"] = stats["p50_ms"]
+            roof = nested_get(profile, "roofline", backend) or {}
+            row[f"{backend}_gflops"] = roof.get("achieved_gflops")
+            row[f"{backend}_peak_fraction"] = roof.get("fraction_of_peak")
+            row[f"{backend}_lower_bound_ms"] = roof.get("lower_bound_ms")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mb(size: int | None) -> float | None:
+    return None if size is None else size / 1e6
+
+
+def backends_in(table: pd.DataFrame) -> list[str]:
+    return [b for b in BACKENDS if f"{b}_mean_ms" in table.columns]
+
+
+def relative_table(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per dataset, each network against ``baseline``: params %, size %, accuracy points, % faster.
+
+    A dataset without a complete baseline run is left out of this table (the main table still
+    shows it); the caller reports which.
+    """
+    rows = []
+    for dataset, group in table.groupby("dataset", sort=False):
+        base = group[group["arch"] == baseline]
+        if base.empty:
+            continue
+        base = base.iloc[0]
+        for _, row in group.iterrows():
+            out = {
+                "dataset": dataset,
+                "arch": row["arch"],
+                "params_pct": _ratio_pct(row["params"], base["params"]),
+                "size_pct": _ratio_pct(row["size_mb"], base["size_mb"]),
+                "top1_diff_pts": _diff_points(row["top1"], base["top1"]),
+            }
+            for backend in backends_in(table):
+                out[f"{backend}_faster_pct"] = faster_pct(
+                    row.get(f"{backend}_mean_ms"), base.get(f"{backend}_mean_ms")
+                )
+            rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def _ratio_pct(value, reference) -> float | None:
+    if is_missing(value) or is_missing(reference) or reference == 0:
+        return None
+    return 100.0 * value / reference
+
+
+def _diff_points(value, reference) -> float | None:
+    if is_missing(value) or is_missing(reference):
+        return None
+    return 100.0 * (value - reference)
+
+
+def faster_pct(ms, reference_ms) -> float | None:
+    """Time saved against a reference, in percent (negative: slower)."""
+    if is_missing(ms) or is_missing(reference_ms) or reference_ms == 0:
+        return None
+    return 100.0 * (1.0 - ms / reference_ms)
+
+
+def is_missing(value) -> bool:
+    """``None`` or NaN: a figure the run does not have."""
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def gpu_speedup_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The study's table 9: how much faster each network runs on the GPU than on the CPU."""
+    pairs = [("cuda-eager", "cpu-eager"), ("cuda-onnxruntime", "cpu-onnxruntime")]
+    rows = []
+    for _, row in table.iterrows():
+        out = {"dataset": row["dataset"], "arch": row["arch"]}
+        for gpu, cpu in pairs:
+            value = faster_pct(row.get(f"{gpu}_mean_ms"), row.get(f"{cpu}_mean_ms"))
+            if value is not None:
+                out[f"{gpu}_vs_{cpu}_faster_pct"] = value
+        if len(out) > 2:
+            rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def efficiency_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Achieved GFLOP/s, % of the measured peak and the roofline bound, per network and backend."""
+    rows = []
+    for _, row in table.iterrows():
+        for backend in backends_in(table):
+            if is_missing(row.get(f"{backend}_gflops")):
+                continue
+            fraction = row.get(f"{backend}_peak_fraction")
+            rows.append(
+                {
+                    "dataset": row["dataset"],
+                    "arch": row["arch"],
+                    "backend": backend,
+                    "p50_ms": row[f"{backend}_p50_ms"],
+                    "lower_bound_ms": row.get(f"{backend}_lower_bound_ms"),
+                    "gflops": row[f"{backend}_gflops"],
+                    "peak_pct": None if is_missing(fraction) else 100.0 * fraction,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def table_data(records: Sequence[RunRecord], fmt: str) -> str:
+    """The flat run table as CSV or JSON (records), for pandas users."""
+    table = run_table(records)
+    incomplete = pd.DataFrame(
+        [
+            {"dataset": r.dataset, "arch": r.arch, "status": r.status, "run_dir": str(r.path)}
+            for r in records
+            if not r.complete
+        ]
+    )
+    if not table.empty:
+        table.insert(2, "status", "complete")
+    table = pd.concat([table, incomplete], ignore_index=True) if not incomplete.empty else table
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    return table.to_json(orient="records", indent=2) + "\n"

@@ -1,0 +1,10 @@
+"""Serving a trained run over HTTP (``archbench serve``) and load-testing it (``serve-bench``).
+
+Needs the ``serve`` extra (FastAPI, uvicorn, httpx, python-multipart); nothing here is imported
+by the rest of archbench, so the other commands work without it.
+
+- :mod:`.model`: a run directory -> ONNX Runtime session plus the run's preprocessing.
+- :mod:`.batching`: the dynamic batcher (max batch, max wait).
+- :mod:`.app`: the FastAPI app, request limits and logging, and the uvicorn server.
+- :mod:`.bench`: the load test, ``serve-bench.json`` and its markdown table.
+"""

@@ -1,0 +1,112 @@
+"""Dynamic batching: concurrent requests share one forward pass.
+
+Requests wait in an asyncio queue; one worker takes the first, then keeps taking more until it
+holds ``max_batch`` of them or ``max_wait_ms`` have passed since the first arrived, whichever
+comes first (the scheme of Triton's and TorchServe's dynamic batchers). The batch runs on one
+inference thread, so the event loop keeps accepting and decoding requests meanwhile, and the
+CPU's cores go to ONNX Runtime's own threads rather than to competing forward passes. With
+``max_batch=1`` nothing waits: every request runs alone, one after another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    max_batch: int = 16
+    max_wait_ms: float = 2.0
+
+    def validate(self) -> None:
+        from ..errors import ArchbenchError
+
+        if self.max_batch < 1:
+            raise ArchbenchError(f"--max-batch must be at least 1, got {self.max_batch}")
+        if self.max_wait_ms < 0:
+            raise ArchbenchError(f"--max-wait-ms must be >= 0, got {self.max_wait_ms:g}")
+
+
+@dataclass
+class _Pending:
+    sample: np.ndarray
+    answer: asyncio.Future
+
+
+class DynamicBatcher:
+    """Groups samples submitted from the event loop into batches for ``predict``.
+
+    ``predict`` maps float32 ``(N, ...)`` to ``(N, ...)`` results; an exception it raises is
+    handed to every request of that batch, and the worker carries on with the next batch.
+    """
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], config: BatchingConfig):
+        config.validate()
+        self.predict, self.config = predict, config
+        self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.worker: asyncio.Task | None = None
+        self.batches = 0
+        self.samples = 0
+
+    async def start(self) -> None:
+        self.worker = asyncio.create_task(self._run(), name="dynamic-batcher")
+
+    async def stop(self) -> None:
+        """Answer everything already queued, then stop the worker and the inference thread."""
+        await self.queue.join()
+        if self.worker is not None:
+            self.worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.worker
+        self.executor.shutdown(wait=True)
+
+    async def submit(self, sample: np.ndarray) -> np.ndarray:
+        """The result for one sample, once the batch it joined has run."""
+        answer = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Pending(sample, answer))
+        return await answer
+
+    async def _collect(self) -> list[_Pending]:
+        loop = asyncio.get_running_loop()
+        batch = [await self.queue.get()]
+        deadline = loop.time() + self.config.max_wait_ms / 1000
+        while len(batch) < self.config.max_batch:
+            if not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+            except asyncio.TimeoutError:
+                break
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            try:
+                inputs = np.stack([pending.sample for pending in batch])
+                outputs = await loop.run_in_executor(self.executor, self.predict, inputs)
+            except Exception as error:  # the requests answer 500; the server stays up
+                for pending in batch:
+                    if not pending.answer.done():
+                        pending.answer.set_exception(error)
+            else:
+                self.batches += 1
+                self.samples += len(batch)
+                for pending, output in zip(batch, outputs, strict=True):
+                    if not pending.answer.done():  # the client may have gone away
+                        pending.answer.set_result(output)
+            finally:
+                for _ in batch:
+                    self.queue.task_done()

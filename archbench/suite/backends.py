@@ -1,0 +1,126 @@
+"""Where a suite's jobs run: one after another in this process, or as Ray tasks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from .. import files
+from ..errors import ArchbenchError
+from ..profile import ProfileConfig
+from ..train import rundir
+from .job import run_entry
+from .progress import LiveProgress, record_result
+from .state import EntryState, SuiteState
+
+BACKENDS = ("local", "ray")
+
+
+def _pending(state: SuiteState, retries: int) -> list[EntryState]:
+    return [
+        e
+        for e in state.entries.values()
+        if e.status != "complete" and not (e.status == "failed" and e.attempts > retries)
+    ]
+
+
+def run_local(state: SuiteState, retries: int, config: ProfileConfig, progress) -> bool:
+    try:
+        return _run_local_entries(state, retries, config, progress)
+    except KeyboardInterrupt:  # between runs: everything finished so far is already saved
+        return True
+
+
+def _run_local_entries(state: SuiteState, retries: int, config: ProfileConfig, progress) -> bool:
+    for entry in state.entries.values():
+        while entry.status != "complete" and entry.attempts <= retries:
+            entry.attempts += 1
+            state.save()
+            key = entry.key
+            result = run_entry(
+                asdict(entry), str(state.suite_dir), config, lambda s, k=key: progress.set(k, s)
+            )
+            record_result(state, progress, result)
+            if entry.status == "interrupted":
+                entry.attempts -= 1  # an interruption is not a failed attempt
+                state.save()
+                return True
+    return False
+
+
+def run_ray(
+    state: SuiteState,
+    retries: int,
+    config: ProfileConfig,
+    progress: LiveProgress,
+    address: str | None,
+    gpus: float,
+    cpus: float,
+) -> bool:
+    try:
+        import ray
+    except ImportError:
+        raise ArchbenchError(
+            '--backend ray needs Ray: pip install "archbench[ray]" (or pip install ray)'
+        ) from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            where = address or "a new local instance"
+            raise ArchbenchError(f"could not start or reach Ray at {where}: {error}") from None
+    remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_entry)
+    in_flight: dict[Any, str] = {}
+
+    def submit(entry: EntryState) -> None:
+        entry.attempts += 1
+        progress.set(entry.key, "submitted to Ray")
+        in_flight[remote.remote(asdict(entry), str(state.suite_dir), config)] = entry.key
+
+    for entry in _pending(state, retries):
+        submit(entry)
+    state.save()
+    try:
+        while in_flight:
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=2.0)
+            for ref in done:
+                key = in_flight.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as error:  # the worker died: count it as a failed attempt
+                    result = asdict(state.entries[key]) | {
+                        "status": "failed",
+                        "error": f"Ray task failed: {type(error).__name__}: {error}",
+                    }
+                entry = record_result(state, progress, result)
+                if entry.status != "complete" and entry.attempts <= retries:
+                    submit(entry)
+                    state.save()
+            for key in in_flight.values():
+                progress.set(key, _ray_line(state, state.entries[key]))
+    except KeyboardInterrupt:
+        for ref in in_flight:
+            ray.cancel(ref)
+        for key in in_flight.values():
+            entry = state.entries[key]
+            entry.status, entry.attempts = "interrupted", max(entry.attempts - 1, 0)
+        state.save()
+        return True
+    return False
+
+
+def _ray_line(state: SuiteState, entry: EntryState) -> str:
+    """A running Ray job's progress, read from its run directory's metrics."""
+    newest = None
+    for config_path in state.suite_dir.glob(f"*/{rundir.CONFIG}"):
+        train = files.read_json(config_path).get("train", {})
+        if train.get("arch") == entry.arch and train.get("dataset") == entry.dataset:
+            newest = max(newest or config_path.parent, config_path.parent)
+    if newest is None:
+        return "starting on Ray"
+    metrics = newest / rundir.METRICS
+    epochs = len(metrics.read_text().splitlines()) - 1 if metrics.is_file() else 0
+    result = files.read_json(newest / rundir.RESULT) if (newest / rundir.RESULT).is_file() else {}
+    if result.get("status") == "complete":
+        return "profiling"
+    return f"training epoch {epochs + 1}"

@@ -1,0 +1,77 @@
+"""What a run leaves for people to read: ``train.log`` lines and ``metrics.csv`` rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from .. import files
+from .schedule import Action
+
+METRIC_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+    "lr_drops",
+    "epoch_seconds",
+    "images_per_second",
+)
+
+
+class RunLog:
+    """Lines for the person (console, unless quiet) and for the record (``train.log``)."""
+
+    def __init__(self, path: Path, console: Console, quiet: bool) -> None:
+        self.path, self.console, self.quiet = path, console, quiet
+
+    def __call__(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.path, "a", encoding="utf-8") as stream:
+            stream.write(f"{stamp} {message}\n")
+        if not self.quiet:
+            self.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def write_metrics(path: Path, history: list[dict]) -> None:
+    """``metrics.csv``: one row per epoch, the same columns whatever the run watched."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({key: _csv_value(row.get(key)) for key in METRIC_COLUMNS})
+    files.write_text(path, buffer.getvalue())
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def epoch_line(row: dict, max_epochs: int, action: Action) -> str:
+    parts = [
+        f"epoch {row['epoch']:>3}/{max_epochs}",
+        f"train_loss {row['train_loss']:.4f}",
+        f"train_acc {row['train_acc']:.4f}",
+    ]
+    for split in ("val", "test"):
+        if f"{split}_acc" in row:
+            parts.append(f"{split}_loss {row[f'{split}_loss']:.4f}")
+            parts.append(f"{split}_acc {row[f'{split}_acc']:.4f}")
+    parts += [f"lr {row['lr']:.2e}", f"{row['images_per_second']:.0f} img/s"]
+    if action is Action.DROP_LR:
+        parts.append("-> lr drop")
+    elif action is Action.STOP:
+        parts.append("-> final plateau, stopping")
+    return "  ".join(parts)

@@ -1,0 +1,291 @@
+"""The training loop: one run's model, optimizer, schedule and data, epoch by epoch.
+
+The loop reads top to bottom (airbench's lesson): data lives in memory as uint8 tensors and is
+augmented in batches, and each epoch is a pure function of (seed, epoch), so a resumed run
+repeats an uninterrupted one exactly. Checkpoints hold everything a resume needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from architectures import create_arch
+
+from .. import files
+from ..data import BatchLoader, ImageData
+from ..errors import ArchbenchError
+from ..measure import exclusive
+from . import rundir
+from .config import TrainConfig, make_optimizer
+from .records import RunLog, epoch_line, write_metrics
+from .schedule import Action
+from .signals import StopRequest
+
+
+class Trainer:
+    """One run: model, optimizer, schedule and data, stepping epoch by epoch into ``run_dir``."""
+
+    def __init__(
+        self, config: TrainConfig, data: ImageData, run_dir: Path, log: RunLog, console: Console
+    ) -> None:
+        self.config, self.data, self.run_dir, self.log = config, data, run_dir, log
+        self.console, self.quiet = console, log.quiet
+        self.device = torch.device(config.device)
+        torch.manual_seed(config.seed)
+        self.model = create_arch(config.arch, num_classes=data.num_classes).to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # torch.compile wraps the module; checkpoints keep the plain module's state_dict.
+        self.step_model = torch.compile(self.model) if config.compile else self.model
+        self.optimizer = make_optimizer(config, self.model.parameters())
+        self.schedule = config.make_schedule()
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best = {"epoch": None, "score": None}
+
+        self.train_loader, self.eval_loaders = _loaders(config, data, self.device)
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def _identity(self) -> dict:
+        return {
+            "format": rundir.CHECKPOINT_FORMAT,
+            "arch": self.config.arch,
+            "num_classes": self.data.num_classes,
+            "dataset": self.config.dataset,
+        }
+
+    def save_last(self) -> None:
+        state = {
+            **self._identity(),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "history": self.history,
+            "best": self.best,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+        files.torch_save(state, self.run_dir / rundir.LAST)
+
+    def save_best(self) -> None:
+        files.torch_save(
+            {
+                **self._identity(),
+                "epoch": self.epoch,
+                "model": self.model.state_dict(),
+                "classes": list(self.data.classes),
+                "mean": list(self.data.mean),
+                "std": list(self.data.std),
+                "selected_on": self.selection_metric,
+            },
+            self.run_dir / rundir.BEST,
+        )
+
+    def load_last(self) -> None:
+        """Restore everything saved by :meth:`save_last`; a bad file changes nothing."""
+        state = rundir.load_checkpoint(self.run_dir / rundir.LAST, expect=self._identity())
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise ArchbenchError(
+                f"{self.run_dir / rundir.LAST} does not match this run's model or optimizer: "
+                f"{str(error).splitlines()[0]}"
+            ) from None
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.best = dict(state["best"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    # --- epochs --------------------------------------------------------------------------------
+
+    @property
+    def selection_metric(self) -> str:
+        """Which figure picks ``best.pt``: val/test accuracy, or val loss under early stopping."""
+        if self.config.schedule == "early-stop":
+            return "val_loss"
+        return f"{self.config.select_on}_acc"
+
+    def train_one_epoch(self, stop: StopRequest) -> dict | None:
+        """One pass over the training split; ``None`` if a stop was requested mid-epoch."""
+        self.model.train()
+        self.train_loader.set_epoch(self.epoch)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        progress = self._progress()
+        task = progress.add_task(f"epoch {self.epoch + 1}", total=len(self.train_loader))
+        start = time.perf_counter()
+        with progress:
+            for images, labels in self.train_loader:
+                if stop:
+                    return None
+                with self._autocast():
+                    logits = self.step_model(images)
+                    loss = F.cross_entropy(logits, labels)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                batch = labels.numel()
+                loss_sum += loss.detach() * batch
+                correct += (logits.detach().argmax(1) == labels).sum()
+                seen += batch
+                elapsed = time.perf_counter() - start
+                progress.update(
+                    task,
+                    advance=1,
+                    description=f"epoch {self.epoch + 1} loss {loss_sum.item() / seen:.4f} "
+                    f"{seen / max(elapsed, 1e-9):.0f} img/s",
+                )
+        seconds = time.perf_counter() - start
+        return {
+            "train_loss": loss_sum.item() / seen,
+            "train_acc": correct.item() / seen,
+            "epoch_seconds": seconds,
+            "images_per_second": seen / seconds,
+        }
+
+    def _autocast(self):
+        """bf16 mixed precision for the training step only; evaluation stays in fp32."""
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
+        )
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=self.quiet or not self.console.is_terminal,
+        )
+
+    @torch.inference_mode()
+    def evaluate(self, split: str, loader: BatchLoader | None = None) -> dict:
+        """Loss, top-1 and top-5 accuracy of the current weights on a split."""
+        loader = loader or self.eval_loaders[split]
+        self.model.eval()
+        loss_sum, top1, top5, seen = 0.0, 0, 0, 0
+        k = min(5, self.data.num_classes)
+        for images, labels in loader:
+            logits = self.step_model(images)
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            ranked = logits.topk(k, dim=1).indices
+            hits = ranked == labels[:, None]
+            top1 += hits[:, 0].sum().item()
+            top5 += hits.any(dim=1).sum().item()
+            seen += labels.numel()
+        return {
+            "loss": loss_sum / seen,
+            "top1": top1 / seen,
+            "top5": top5 / seen if self.data.num_classes >= 5 else None,
+            "n": seen,
+        }
+
+    def _is_better(self, row: dict) -> bool:
+        score = row[self.selection_metric]
+        if self.best["score"] is None:
+            return True
+        if self.selection_metric.endswith("loss"):
+            return score < self.best["score"]
+        return score > self.best["score"]
+
+    def fit(self, stop: StopRequest, on_epoch_end: Callable[[dict], None] | None = None) -> str:
+        """Train until the schedule stops it, ``max_epochs``, or a signal; return the status."""
+        while self.epoch < self.config.max_epochs:
+            lr = self.optimizer.param_groups[0]["lr"]
+            with exclusive.computing():  # a profile on this node waits for the epoch to end
+                stats = self.train_one_epoch(stop)
+                if stats is None:
+                    return "interrupted"
+                self.epoch += 1
+                row = {"epoch": self.epoch, **stats, "lr": lr}
+                for split in self._splits_to_watch():
+                    figures = self.evaluate(split)
+                    row[f"{split}_loss"], row[f"{split}_acc"] = figures["loss"], figures["top1"]
+            signal_value = row["train_loss"] if self.config.schedule != "early-stop" else None
+            action = self.schedule.step(
+                signal_value if signal_value is not None else row["val_loss"]
+            )
+            if action is Action.DROP_LR:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = group["lr"] / self.schedule.config.factor
+            row["lr_drops"] = self.schedule.drops
+            self.history.append(row)
+            if self._is_better(row):
+                self.best = {"epoch": self.epoch, "score": row[self.selection_metric]}
+                self.save_best()
+            self.save_last()
+            write_metrics(self.run_dir / rundir.METRICS, self.history)
+            self.log(epoch_line(row, self.config.max_epochs, action))
+            if on_epoch_end is not None:
+                on_epoch_end(row)
+            if action is Action.STOP:
+                return "complete"
+            if stop:
+                return "interrupted"
+        return "complete"
+
+    def _splits_to_watch(self) -> list[str]:
+        splits = [name for name in ("val",) if name in self.eval_loaders]
+        if self.config.select_on == "test":
+            splits.append("test")
+        return splits
+
+    def final_result(self, status: str) -> dict:
+        """Test figures of the selected checkpoint (``best.pt``) and how training went."""
+        result = {
+            "status": status,
+            "arch": self.config.arch,
+            "dataset": self.config.dataset,
+            "epochs_run": self.epoch,
+            "max_epochs": self.config.max_epochs,
+            "lr_drops": self.schedule.drops,
+            "best_epoch": self.best["epoch"],
+            "selected_on": self.selection_metric,
+            "selection_score": self.best["score"],
+        }
+        if status == "complete" and self.best["epoch"] is not None:
+            best = rundir.load_checkpoint(self.run_dir / rundir.BEST, expect=self._identity())
+            self.model.load_state_dict(best["model"])
+            test = self.evaluate("test")
+            result.update(test_top1=test["top1"], test_top5=test["top5"], test_loss=test["loss"])
+        return result
+
+
+def _loaders(
+    config: TrainConfig, data: ImageData, device: torch.device
+) -> tuple[BatchLoader, dict[str, BatchLoader]]:
+    """The shuffled, augmented training batches and plain batches of each evaluation split."""
+    options = dict(mean=data.mean, std=data.std, device=device, channels_last=config.channels_last)
+    train = BatchLoader(
+        data.train,
+        batch_size=config.batch_size,
+        shuffle=True,
+        augment=config.augment,
+        seed=config.seed,
+        **options,
+    )
+    eval_batch = max(config.batch_size, 512)
+    evaluation = {
+        name: BatchLoader(split, batch_size=eval_batch, shuffle=False, **options)
+        for name, split in (("val", data.val), ("test", data.test))
+        if split is not None
+    }
+    return train, evaluation
