@@ -33,6 +33,8 @@ COMMANDS = (
     "suite",
     "serve",
     "serve_bench",  # archbench serve-bench
+    "features",
+    "retrieval",
 )
 
 

@@ -19,6 +19,7 @@ from architectures import create_arch
 from ..data import DataConfig, load_data, normalize
 from ..errors import ArchbenchError
 from ..train import rundir
+from ..train.transfer.setup import model_for_checkpoint
 from .config import ProfileConfig
 from .model import profile_model
 from .summary import print_summary
@@ -63,7 +64,7 @@ def profile_run(
             "train it to completion or resume it first"
         )
     best = rundir.load_checkpoint(best_path, expect={k: v for k, v in expect.items() if v})
-    model = create_arch(best["arch"], num_classes=best["num_classes"])
+    model = model_for_checkpoint(best)  # a plain network, or a head on a backbone
     try:
         model.load_state_dict(best["model"])
     except RuntimeError as error:

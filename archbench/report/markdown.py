@@ -24,6 +24,7 @@ from .tables import (
     relative_table,
     run_table,
 )
+from .transfer import transfer_sections
 
 REPORT_FORMATS = ("md", "csv", "json")
 
@@ -168,6 +169,7 @@ def render_markdown(
         if not ratios.empty:
             lines += ["Latency as ratios (hardware differs; ratios travel):", ""]
             lines += [_markdown(ratios, 2), ""]
+    lines += transfer_sections(records, _markdown)
     curves = [f for f in figures if "-curves-" in f.name]
     if curves:
         lines += ["## Training curves", "", *[f"![{f.stem}]({f.name})" for f in curves], ""]

@@ -14,6 +14,7 @@ import torch
 from ..data import AUGMENTATIONS, ImageData
 from ..errors import ArchbenchError
 from .schedule import PLATEAU_PRESETS, EarlyStopConfig, EarlyStopping, PlateauSchedule
+from .transfer.setup import TransferConfig
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = (*PLATEAU_PRESETS, "early-stop")
@@ -59,13 +60,26 @@ class TrainConfig:
     channels_last: bool = True  # ~1.4x faster training steps on CPU (benchmarks/)
     precision: str = "fp32"  # bf16 = autocast mixed precision for the training step
     compile: bool = False
+    # Transfer learning (archbench/train/transfer): pretrained weights and what keeps learning.
+    weights: str | None = None  # torchvision weights name, state-dict file or run directory
+    finetune: str | None = None  # head | last-block | all (default all with --weights)
+    pooling: str = "avg"  # how a head's features are pooled: avg | max
+    augment_copies: int = 0  # augmented copies of the training features a head trains on
+
+    @property
+    def transfer(self) -> TransferConfig:
+        return TransferConfig(self.weights, self.finetune, self.pooling, self.augment_copies)
 
     def resolved(self, data: ImageData) -> TrainConfig:
         """Fill the dataset-dependent defaults so the saved config says what really ran."""
+        # A head on a frozen backbone trains from the feature cache, valid only without random
+        # augmentation (seed 003): no augmentation is its default unless copies are asked for.
+        head_default = self.transfer.mode == "head" and not self.augment_copies
         return replace(
             self,
             max_epochs=self.max_epochs or DATASET_MAX_EPOCHS.get(data.name, DEFAULT_MAX_EPOCHS),
-            augment=self.augment or data.default_augment,
+            augment=self.augment or ("none" if head_default else data.default_augment),
+            finetune=self.transfer.mode,
             threads=self.threads or torch.get_num_threads(),
             device=resolve_device(self.device),
         )
@@ -111,6 +125,7 @@ class TrainConfig:
             self.make_schedule()
         except ValueError as error:
             raise ArchbenchError(str(error)) from None
+        self.transfer.validate(self.augment)
 
     def make_schedule(self) -> PlateauSchedule | EarlyStopping:
         if self.schedule == "early-stop":

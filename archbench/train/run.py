@@ -16,7 +16,7 @@ from rich.console import Console
 from architectures import create_arch
 
 from .. import files
-from ..data import DataConfig, ImageData, Split, load_data
+from ..data import DataConfig, ImageData, Split, default_data_dir, load_data
 from ..errors import ArchbenchError
 from ..measure.sysinfo import describe_system
 from . import rundir
@@ -24,6 +24,7 @@ from .config import TrainConfig
 from .records import RunLog
 from .signals import StopRequest
 from .trainer import Trainer
+from .transfer.setup import Transfer, prepare_transfer
 
 EXIT_INTERRUPTED = 130
 
@@ -87,15 +88,21 @@ def train_run(
     data = _load_data(config)
     config = config.resolved(data)
     sizes = _describe_data(data)
+    # Weights are read, checked and (for a head) features cached before the run directory
+    # exists, so a bad --weights leaves nothing behind.
+    transfer_lines: list[str] = []
+    transfer = _prepare_transfer(config, data, transfer_lines.append)
     if resume is None:
         create_arch(config.arch, num_classes=data.num_classes)  # unknown arch fails here
         run_dir = rundir.new_run_dir(Path(config.runs_dir), config.arch, config.dataset)
-        files.write_json(
-            run_dir / rundir.CONFIG,
-            {"train": asdict(config), "data": sizes, "system": describe_system()},
-        )
+        described = {"train": asdict(config), "data": sizes, "system": describe_system()}
+        if transfer is not None:
+            described["transfer"] = transfer.record
+        files.write_json(run_dir / rundir.CONFIG, described)
     log = RunLog(run_dir / rundir.LOG, console, quiet)
-    trainer = Trainer(config, data, run_dir, log, console)
+    for line in transfer_lines:
+        log(line)
+    trainer = Trainer(config, data, run_dir, log, console, transfer)
     if resume is not None:
         trainer.load_last()
         log(f"resuming {run_dir} after epoch {trainer.epoch}")
@@ -146,3 +153,24 @@ def _resume_target(path: Path) -> tuple[Path, TrainConfig]:
     config = TrainConfig.from_dict(info.config["train"])
     config.validate()
     return info.path, config
+
+
+def _prepare_transfer(
+    config: TrainConfig, data: ImageData, log: Callable[[str], None]
+) -> Transfer | None:
+    """The pretrained network (and cached features) of a ``--weights`` run; None without."""
+    if config.weights is None:
+        return None
+    torch.manual_seed(config.seed)  # the new classifier's initialization, as for any run
+    return prepare_transfer(
+        config.arch,
+        data,
+        config.transfer,
+        augment=config.augment,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        device=torch.device(config.device),
+        data_dir=Path(config.data_dir).expanduser() if config.data_dir else default_data_dir(),
+        memory_format=torch.channels_last if config.channels_last else torch.contiguous_format,
+        log=log,
+    )

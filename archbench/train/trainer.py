@@ -27,30 +27,46 @@ from .config import TrainConfig, make_optimizer
 from .records import RunLog, epoch_line, write_metrics
 from .schedule import Action
 from .signals import StopRequest
+from .transfer.setup import Transfer
 
 
 class Trainer:
     """One run: model, optimizer, schedule and data, stepping epoch by epoch into ``run_dir``."""
 
     def __init__(
-        self, config: TrainConfig, data: ImageData, run_dir: Path, log: RunLog, console: Console
+        self,
+        config: TrainConfig,
+        data: ImageData,
+        run_dir: Path,
+        log: RunLog,
+        console: Console,
+        transfer: Transfer | None = None,
     ) -> None:
         self.config, self.data, self.run_dir, self.log = config, data, run_dir, log
         self.console, self.quiet = console, log.quiet
         self.device = torch.device(config.device)
-        torch.manual_seed(config.seed)
-        self.model = create_arch(config.arch, num_classes=data.num_classes).to(self.device)
-        if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_loader, self.eval_loaders = _loaders(config, data, self.device)
+        if transfer is None:  # pretrained runs come built (see train/transfer/setup.py)
+            torch.manual_seed(config.seed)
+            self.model = create_arch(config.arch, num_classes=data.num_classes).to(self.device)
+            if config.channels_last:
+                self.model = self.model.to(memory_format=torch.channels_last)
+            step_model, trainable = self.model, list(self.model.parameters())
+        else:
+            self.model, step_model, trainable = (
+                transfer.model,
+                transfer.step_model,
+                transfer.trainable,
+            )
+            if transfer.train_loader is not None:  # a head trained from cached features
+                self.train_loader, self.eval_loaders = transfer.train_loader, transfer.eval_loaders
         # torch.compile wraps the module; checkpoints keep the plain module's state_dict.
-        self.step_model = torch.compile(self.model) if config.compile else self.model
-        self.optimizer = make_optimizer(config, self.model.parameters())
+        self.step_model = torch.compile(step_model) if config.compile else step_model
+        self.optimizer = make_optimizer(config, trainable)
         self.schedule = config.make_schedule()
         self.epoch = 0
         self.history: list[dict] = []
         self.best = {"epoch": None, "score": None}
-
-        self.train_loader, self.eval_loaders = _loaders(config, data, self.device)
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -88,6 +104,7 @@ class Trainer:
                 "mean": list(self.data.mean),
                 "std": list(self.data.std),
                 "selected_on": self.selection_metric,
+                "transfer": self.config.transfer.checkpoint_record(),
             },
             self.run_dir / rundir.BEST,
         )

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import files
-from ..data import BatchLoader, Split
-from ..data.loader import epoch_seed
-from ..errors import ArchbenchError
-from ..runs import slug
+from ... import files
+from ...data import BatchLoader, Split
+from ...data.loader import epoch_seed
+from ...errors import ArchbenchError
+from ..rundir import slug
 from .backbone import FeatureExtractor
 
 MANIFEST = "manifest.json"

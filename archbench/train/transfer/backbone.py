@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ArchbenchError
+from ...errors import ArchbenchError
 from .anatomy import find_classifier, replace_module
 from .freeze import freeze
 

@@ -17,8 +17,8 @@ from torch import nn
 
 from architectures import create_arch
 
-from ..data import ImageData
-from ..errors import ArchbenchError
+from ...data import ImageData
+from ...errors import ArchbenchError
 from .backbone import POOLINGS, FeatureExtractor, TransferHead, feature_dim
 from .features import FeatureBatches, FeatureKey, cached_features, dataset_fingerprint
 from .freeze import FINETUNE_MODES, apply_finetune
@@ -39,6 +39,12 @@ class TransferConfig:
         if self.finetune is None and self.weights is None:
             return None
         return self.finetune or "all"
+
+    def checkpoint_record(self) -> dict | None:
+        """What ``best.pt`` needs to rebuild the network it holds (None: the plain network)."""
+        if self.mode is None:
+            return None
+        return {"finetune": self.mode, "pooling": self.pooling}
 
     def validate(self, augment: str | None) -> None:
         """Refuse contradictory settings before anything is loaded or written."""
@@ -74,16 +80,15 @@ class Transfer:
     record: dict = field(default_factory=dict)  # what config.json says about the transfer
 
 
-def build_transfer_model(
-    arch: str, num_classes: int, config: TransferConfig, *, input_size: int | None = None
-) -> nn.Module:
-    """The network of a transfer run, without its trained weights (to load ``best.pt`` into)."""
-    network = create_arch(arch, num_classes=num_classes)
-    if config.mode != "head":
+def model_for_checkpoint(checkpoint: dict) -> nn.Module:
+    """The network a ``best.pt`` holds, unweighted: a head on a backbone, or the plain network."""
+    network = create_arch(checkpoint["arch"], num_classes=checkpoint["num_classes"])
+    transfer = checkpoint.get("transfer") or {}
+    if transfer.get("finetune") != "head":
         return network
-    extractor = FeatureExtractor(network, config.pooling, input_size)
-    image_size = input_size or 32
-    return TransferHead(extractor, feature_dim(extractor, (3, image_size, image_size)), num_classes)
+    extractor = FeatureExtractor(network, transfer.get("pooling", "avg"))
+    dim = checkpoint["model"]["classifier.weight"].shape[1]
+    return TransferHead(extractor, dim, checkpoint["num_classes"])
 
 
 def prepare_transfer(

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import runs
-from ..data.datasets import _check_resolvable
-from ..errors import ArchbenchError
+from ...data.datasets import _check_resolvable
+from ...errors import ArchbenchError
+from .. import rundir
 
 TORCHVISION_PREFIX = "torchvision.models:"
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel and torch.compile
@@ -129,13 +129,13 @@ def _strip_wrappers(name: str) -> str:
 
 
 def _from_run(path: Path, source: str) -> Weights:
-    info = runs.read_run(path)
-    best = info.path / runs.BEST
+    info = rundir.read_run(path)
+    best = info.path / rundir.BEST
     if info.status != "complete":
         raise ArchbenchError(f"--weights {source}: run is {info.status}, not complete")
     if not best.is_file():
-        raise ArchbenchError(f"--weights {source}: run has no {runs.BEST}")
-    checkpoint = runs.load_checkpoint(best)
+        raise ArchbenchError(f"--weights {source}: run has no {rundir.BEST}")
+    checkpoint = rundir.load_checkpoint(best)
     return Weights(source, "run", best, file_sha256(best), dict(checkpoint["model"]))
 
 

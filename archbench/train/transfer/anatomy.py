@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import ArchbenchError
+from ...errors import ArchbenchError
 
 CLASSIFIER_NAMES = ("classifier", "fc", "head", "heads", "last_linear")
 # Top-level containers whose children are the network's stages (archbench/torchvision

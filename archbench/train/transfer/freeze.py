@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..errors import ArchbenchError
+from ...errors import ArchbenchError
 from .anatomy import find_classifier, last_block_onwards, units
 
 FINETUNE_MODES = ("head", "last-block", "all")
