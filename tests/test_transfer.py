@@ -199,20 +199,25 @@ def test_feature_cache_misses_then_hits_and_keys_on_pooling(tmp_path, backbone_r
 def test_head_from_the_cache_equals_the_head_through_the_frozen_backbone(
     tmp_path, backbone_run, digits
 ) -> None:
-    """Same seed, same batches, no augmentation: the two paths train the same classifier."""
+    """Same seed, same batches, no augmentation: the two paths train the same classifier.
+
+    The 145 validation digits stand in for a training split, so the through-backbone path
+    stays quick; the trainer uses exactly these loaders (``FeatureBatches`` / ``BatchLoader``).
+    """
+    split = digits.val
     extractor = extractor_from(backbone_run)
     torch.manual_seed(0)
     through = TransferHead(extractor, feature_dim(extractor, (3, 32, 32)), 10)
     cached_head = copy.deepcopy(through.classifier)
     key = FeatureKey(
         "squeezenet_dsc", extractor.state_sha256(), "avg", 32, "digits",
-        dataset_fingerprint(digits.train, digits.mean, digits.std), "train",
+        dataset_fingerprint(split, digits.mean, digits.std), "val",
     )  # fmt: skip
-    entry = cached_features(extractor, digits.train, key, data_dir=tmp_path, mean=digits.mean,
+    entry = cached_features(extractor, split, key, data_dir=tmp_path, mean=digits.mean,
                             std=digits.std)  # fmt: skip
-    images = BatchLoader(digits.train, batch_size=128, mean=digits.mean, std=digits.std,
+    images = BatchLoader(split, batch_size=32, mean=digits.mean, std=digits.std,
                          shuffle=True, seed=5)  # fmt: skip
-    features = FeatureBatches(*entry.tensors(), batch_size=128, shuffle=True, seed=5)
+    features = FeatureBatches(*entry.tensors(), batch_size=32, shuffle=True, seed=5)
     losses = {"through": [], "cached": []}
     for name, model, loader in (
         ("through", through, images),
@@ -319,6 +324,11 @@ def test_retrieval_on_a_head_run_writes_precision_and_chance(head_runs, capsys) 
     assert run_cli(root, "retrieval", str(first), "--gallery", "train", "--queries", "test") == 0
     split_result = json.loads((first / "retrieval.json").read_text())
     assert split_result["protocol"]["queries"] == 359
+    report = root / "report.md"
+    assert run_cli(root, "report", str(first), "--out", str(report)) == 0
+    text = report.read_text()
+    assert "## Transfer learning" in text and "| head " in text and "| miss " in text
+    assert f"## Retrieval: {first.name}" in text and "| overall " in text
 
 
 def test_features_command_reports_the_cache(head_runs, capsys) -> None:
