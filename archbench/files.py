@@ -35,6 +35,37 @@ def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable: without it a power loss can undo the rename
+    (the file's data is synced, its new name is not). A no-op where directories cannot be
+    opened (Windows)."""
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the rename itself stands
+    finally:
+        os.close(handle)
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary files a killed writer left in ``directory`` (``.NAME.*.tmp``).
+
+    Only for a directory this process holds (:mod:`archbench.locks`): another live writer's
+    temporary file would be taken from under it.
+    """
+    removed = []
+    for stale in Path(directory).glob(".*.tmp"):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return sorted(removed)
 
 
 def write_bytes(path: Path, data: bytes) -> None:

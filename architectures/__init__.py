@@ -4,15 +4,17 @@
 >>> list_archs("squeezenet*")
 ['squeezenet', 'squeezenet_dsc']
 >>> model = create_arch("squeezenet_dsc", num_classes=100)
+>>> model = create_arch("torchvision.models:resnet18", num_classes=10)
 """
 
-from . import alexnet, mobilenet, squeezenet, vgg  # noqa: F401  (registers the networks)
+from . import alexnet, mlp, mobilenet, squeezenet, vgg  # noqa: F401  (registers the networks)
 from ._blocks import ConvNormAct, DepthwiseSeparable
+from ._foreign import TIMM_PREFIX, TORCHVISION_PREFIX, is_foreign
+from ._info import ArchInfo, ArchitectureError
 from ._registry import (
     ENTRY_POINT_GROUP,
-    ArchInfo,
-    ArchitectureError,
     arch_info,
+    check_output,
     create_arch,
     is_user_reference,
     list_archs,
@@ -23,6 +25,8 @@ from .squeezenet import Fire, FireDSC
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "TIMM_PREFIX",
+    "TORCHVISION_PREFIX",
     "ArchInfo",
     "ArchitectureError",
     "ConvNormAct",
@@ -30,7 +34,9 @@ __all__ = [
     "Fire",
     "FireDSC",
     "arch_info",
+    "check_output",
     "create_arch",
+    "is_foreign",
     "is_user_reference",
     "list_archs",
     "load_user_builder",

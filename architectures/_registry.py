@@ -17,29 +17,17 @@ import inspect
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
-Builder = Callable[..., nn.Module]
+from ._foreign import TORCHVISION_PREFIX, foreign_info, is_foreign, list_foreign
+from ._info import ArchInfo, ArchitectureError, Builder, Shape
+
 ENTRY_POINT_GROUP = "archbench.architectures"
-
-
-class ArchitectureError(ValueError):
-    """An architecture that cannot be found, loaded or built; the message is for the user."""
-
-
-@dataclass(frozen=True)
-class ArchInfo:
-    """What the registry knows about a network besides how to build it."""
-
-    name: str
-    family: str
-    description: str
-    paper: str = ""
-    input_size: tuple[int, int, int] = (3, 32, 32)
-    builder: Builder | None = None
+# Not ours to debug: a failure while building one of these is the network's, reported in a line.
+OUTSIDE_FAMILIES = frozenset({"user", "plugin", "torchvision", "timm"})
 
 
 _REGISTRY: dict[str, ArchInfo] = {}
@@ -47,20 +35,26 @@ _entry_points_loaded = False
 
 
 def register_arch(
-    *, family: str, description: str, paper: str = "", input_size=(3, 32, 32)
+    *, family: str, description: str, paper: str = "", input_size: Shape = (3, 32, 32)
 ) -> Callable[[Builder], Builder]:
-    """Register ``builder`` under its function name; a duplicate name is refused."""
+    """Register ``builder`` under its function name; a duplicate name is refused.
+
+    ``input_size`` is the ``(channels, height, width)`` the network is always fed: datasets are
+    converted to it (e.g. ``(1, 28, 28)`` gets Fashion-MNIST as it is).
+    """
 
     def decorator(builder: Builder) -> Builder:
         name = builder.__name__
         if name in _REGISTRY:
             raise ValueError(f"architecture {name!r} is already registered")
+        if len(input_size) != 3 or any(int(v) < 1 for v in input_size):
+            raise ValueError(f"input_size must be (channels, height, width), got {input_size}")
         _REGISTRY[name] = ArchInfo(
             name=name,
             family=family,
             description=description,
             paper=paper,
-            input_size=tuple(input_size),
+            input_size=tuple(int(v) for v in input_size),
             builder=builder,
         )
         return builder
@@ -87,18 +81,23 @@ def _load_entry_points() -> None:
 
 
 def list_archs(pattern: str = "*") -> list[str]:
-    """Sorted names of registered networks matching a shell-style wildcard (``squeezenet*``)."""
+    """Sorted names matching a shell-style wildcard: registered (``squeezenet*``) or foreign
+    (``torchvision.models:*``, ``timm:mobilenet*``)."""
+    if is_foreign(pattern):
+        return list_foreign(pattern)
     _load_entry_points()
     return sorted(name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern))
 
 
 def is_user_reference(name: str) -> bool:
-    """``FILE.py:FUNC`` or ``package.module:FUNC`` rather than a registered name."""
-    return ":" in name
+    """``FILE.py:FUNC`` or ``package.module:FUNC`` rather than a registered or foreign name."""
+    return ":" in name and not is_foreign(name)
 
 
 def arch_info(name: str) -> ArchInfo:
-    """Metadata of a registered network, or of a user builder reference."""
+    """Metadata of a registered network, a foreign one, or a user builder reference."""
+    if is_foreign(name):
+        return foreign_info(name)
     if is_user_reference(name):
         builder = load_user_builder(name)
         return ArchInfo(
@@ -106,6 +105,8 @@ def arch_info(name: str) -> ArchInfo:
             family="user",
             description=_first_doc_line(builder) or f"user network {name}",
             builder=builder,
+            follows_dataset=True,
+            channels_settable=_channel_parameter(builder) is not None,
         )
     _load_entry_points()
     if name not in _REGISTRY:
@@ -113,26 +114,73 @@ def arch_info(name: str) -> ArchInfo:
     return _REGISTRY[name]
 
 
-def create_arch(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs) -> nn.Module:
-    """Build a network by registered name or ``FILE.py:FUNC`` / ``module:FUNC`` reference.
+def create_arch(
+    name: str, num_classes: int = 10, in_channels: int | None = None, **kwargs
+) -> nn.Module:
+    """Build a network by registered name, foreign name or ``FILE.py:FUNC`` reference.
 
-    ``None`` keyword arguments are dropped (timm's convention), so a CLI flag left unset keeps the
-    architecture's own default.
+    The builder gets ``in_channels`` (or ``in_chans``) only when its signature names it; one that
+    does not can only be built for its registered channels (3 for foreign networks).
+    ``in_channels`` left unset is the registered ``input_size``'s. ``None`` keyword arguments are
+    dropped (timm's convention), so a CLI flag left unset keeps the architecture's own default.
     """
     if num_classes < 1:
         raise ArchitectureError(f"num_classes must be positive, got {num_classes}")
-    builder = arch_info(name).builder
+    info = arch_info(name)
+    builder = info.builder
+    native_channels = info.input_size[0]
+    in_channels = native_channels if in_channels is None else in_channels
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
-    if _accepts(builder, "in_channels"):
-        kwargs["in_channels"] = in_channels
-    elif in_channels != 3:
-        raise ArchitectureError(f"builder for {name!r} takes no in_channels; it expects 3")
-    model = builder(num_classes=num_classes, **kwargs)
+    channel_parameter = _channel_parameter(builder)
+    if channel_parameter is not None:
+        kwargs[channel_parameter] = in_channels
+    elif in_channels != native_channels:
+        raise ArchitectureError(
+            f"{name} cannot take {in_channels}-channel input; it expects {native_channels}"
+        )
+    if info.family in OUTSIDE_FAMILIES:
+        try:
+            model = builder(num_classes=num_classes, **kwargs)
+        except ArchitectureError:
+            raise
+        except Exception as error:  # the network's own code failed: one line, no traceback
+            raise ArchitectureError(f"building {name} failed: {_one_line(error)}") from None
+    else:
+        model = builder(num_classes=num_classes, **kwargs)
     if not isinstance(model, nn.Module):
         raise ArchitectureError(
             f"builder for {name!r} returned {type(model).__name__}, not a torch.nn.Module"
         )
     return model
+
+
+def check_output(model: nn.Module, name: str, input_shape: Shape, num_classes: int) -> None:
+    """Run ``model`` once (eval mode, batch 2, zeros) and insist on ``(2, num_classes)`` logits.
+
+    Done before anything is written, so a network that cannot take the dataset's images (too
+    small for its downsampling, a fixed-size classifier) or that returns something other than
+    logits fails in one line rather than a traceback half-way through a run.
+    """
+    shape_text = "x".join(str(v) for v in input_shape)
+    device = next(model.parameters(), torch.empty(0)).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(torch.zeros((2, *input_shape), device=device))
+    except Exception as error:  # the network cannot run on this input
+        raise ArchitectureError(
+            f"{name} cannot run on {shape_text} input: {_one_line(error)}"
+            " (--input-size changes the size)"
+        ) from None
+    finally:
+        model.train(was_training)
+    got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+    if got != (2, num_classes):
+        raise ArchitectureError(
+            f"{name} returns {got} for a batch of 2 {shape_text} images; "
+            f"expected logits of shape (2, {num_classes})"
+        )
 
 
 def load_user_builder(reference: str) -> Builder:
@@ -201,20 +249,29 @@ def _unknown_message(name: str) -> str:
     if not close:
         lowered = name.lower().replace("-", "_")
         close = [n for n in names if n == lowered]
+    if name not in names and list_foreign(TORCHVISION_PREFIX + name):
+        close = [TORCHVISION_PREFIX + name]  # "resnet18" is torchvision's
     if close:
         hint = " or ".join(repr(c) for c in close)
         return f"unknown architecture {name!r}; did you mean {hint}?"
     return f"unknown architecture {name!r}; registered: {', '.join(sorted(names))}"
 
 
-def _accepts(builder: Builder, parameter: str) -> bool:
+def _channel_parameter(builder: Builder) -> str | None:
+    """``in_channels`` or ``in_chans`` when the builder's signature names one, else None.
+
+    ``**kwargs`` does not count: torchvision's builders take it and pass it on to model classes
+    that accept no channel argument.
+    """
     try:
         parameters = inspect.signature(builder).parameters
     except (TypeError, ValueError):
-        return False
-    return parameter in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
+        return None
+    return next((p for p in ("in_channels", "in_chans") if p in parameters), None)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 def _first_doc_line(obj) -> str:

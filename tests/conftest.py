@@ -1,19 +1,63 @@
-"""Shared fixtures: the real CIFAR-10 JPEGs from ``../shared/data``, extracted once per machine."""
+"""Shared test configuration.
+
+* Hermetic caches: before any test module is imported, every cache archbench (or matplotlib)
+  would keep under the user's home, and the per-node lock, point at one temporary directory for
+  the session, removed at the end. A test run must never leave a peak probed on a busy machine
+  in the user's real cache, where later real profiles would reuse it. Subprocesses inherit the
+  variables.
+* The real CIFAR-10 JPEGs from ``../shared/data``, extracted once per machine into the node's
+  temporary directory (``$ARCHBENCH_TEST_CACHE`` to move it), never under the home directory.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ARCHBENCH_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+_uid = os.getuid() if hasattr(os, "getuid") else 0
 CACHE_ROOT = Path(
-    os.environ.get("ARCHBENCH_TEST_CACHE", Path.home() / ".cache" / "archbench-tests")
+    os.environ.get("ARCHBENCH_TEST_CACHE", Path(tempfile.gettempdir()) / f"archbench-tests-{_uid}")
 )
+
+# Variables pointed into the session's temporary directory (subdirectory names as values).
+HERMETIC_ENV = {
+    "ARCHBENCH_CACHE": "archbench-cache",  # peak probes and the default data directory
+    "ARCHBENCH_DATA": "archbench-data",  # dataset statistics and decoded image folders
+    "MPLCONFIGDIR": "matplotlib",  # matplotlib's config and font cache
+    "XDG_CACHE_HOME": "xdg-cache",  # anything else that follows the XDG convention
+    # The per-node lock of its own: tests assert no timings, so they need not wait for a real
+    # training job's epoch to end before profiling (minutes on a busy node), nor delay one.
+    "ARCHBENCH_LOCK_DIR": "node-locks",
+}
+_session_dir: Path | None = None
+_saved_env: dict[str, str | None] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Runs before collection, so module-level defaults already see the temporary caches."""
+    global _session_dir
+    _session_dir = Path(tempfile.mkdtemp(prefix="archbench-test-session-"))
+    for name, folder in HERMETIC_ENV.items():
+        _saved_env[name] = os.environ.get(name)
+        os.environ[name] = str(_session_dir / folder)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for name, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if _session_dir is not None:
+        shutil.rmtree(_session_dir, ignore_errors=True)
 
 
 def extract_archive(name: str) -> Path:

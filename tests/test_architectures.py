@@ -1,4 +1,4 @@
-"""The registry and the study's five networks, checked against the study's figures."""
+"""The registry and its networks, checked against the study's (and seed 002's) figures."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_parameter_counts_match_the_study(name, num_classes):
 
 @pytest.mark.parametrize("name", ARCHS)
 def test_macs_match_the_reference_code(name):
-    macs = count_macs(create_arch(name, num_classes=10), (1, 3, 32, 32))
+    macs = count_macs(create_arch(name, num_classes=10), (1, *arch_info(name).input_size))
     want = EXPECTED[name].macs_c10
     assert abs(macs - want) / want <= MACS_TOLERANCE, f"{name}: {macs / 1e6:.1f} M MACs"
 
@@ -53,7 +53,7 @@ def test_macs_match_the_reference_code(name):
 def test_forward_gives_one_score_per_class(name, num_classes):
     model = create_arch(name, num_classes=num_classes).eval()
     with torch.inference_mode():
-        out = model(torch.randn(2, 3, 32, 32))
+        out = model(torch.randn(2, *arch_info(name).input_size))
     assert out.shape == (2, num_classes)
     assert torch.isfinite(out).all()
 
@@ -121,6 +121,19 @@ def test_duplicate_registration_is_refused(monkeypatch):
         @register_arch(family="x", description="clash")
         def squeezenet(*, num_classes=10):  # noqa: F811
             return nn.Linear(1, num_classes)
+
+
+def test_mlp_is_seed_002s_network_at_its_native_input_size():
+    info = arch_info("mlp")
+    assert info.input_size == (1, 28, 28)
+    model = create_arch("mlp", num_classes=10)
+    linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [(784, 128), (128, 10)]
+    dropout = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert [m.p for m in dropout] == [0.2]
+    # On 3x32x32 inputs it would be a different network (the seed's 393,344 + 1,290 parameters).
+    wider = create_arch("mlp", num_classes=10, in_channels=3, image_size=32)
+    assert count_parameters(wider).trainable == 393_344 + 1_290
 
 
 def test_in_channels_changes_only_the_stem():

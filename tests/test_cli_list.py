@@ -28,7 +28,8 @@ def test_list_csv_carries_the_study_numbers():
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(io.StringIO(result.stdout))
     assert list(frame.columns) == [
-        "name", "family", "params_c10", "params_c100", "macs_c10", "description"
+        "name", "family", "input_size", "params_c10", "params_c100", "macs_c10", "macs_miss",
+        "description",
     ]  # fmt: skip
     assert sorted(frame["name"]) == sorted(EXPECTED)
     for row in frame.itertuples():

@@ -31,8 +31,9 @@ from archbench.data import (
     normalize,
     stratified_split,
 )
-from archbench.data import datasets as datasets_module
 from archbench.data import imagefolder as imagefolder_module
+from archbench.data import torchvision_sets as torchvision_sets_module
+from archbench.data.loader import epoch_seed
 from archbench.errors import ArchbenchError
 
 CIFAR_CLASSES = [
@@ -288,7 +289,7 @@ def test_download_fails_fast_and_names_the_directory(tmp_path, monkeypatch, stal
 
     monkeypatch.setenv("no_proxy", "*")
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", stalled_server)
-    monkeypatch.setattr(datasets_module, "DOWNLOAD_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(torchvision_sets_module, "DOWNLOAD_TIMEOUT_S", 1.0)
     start = time.perf_counter()
     with pytest.raises(ArchbenchError, match="download failed") as caught:
         load_data(DataConfig("cifar10", data_dir=tmp_path / "cifar", download=True))
@@ -382,7 +383,8 @@ def test_default_data_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("ARCHBENCH_DATA", str(tmp_path))
     assert default_data_dir() == tmp_path
     monkeypatch.delenv("ARCHBENCH_DATA")
-    assert default_data_dir() == Path.home() / ".cache" / "archbench" / "data"
+    monkeypatch.setenv("ARCHBENCH_CACHE", str(tmp_path / "cache"))
+    assert default_data_dir() == tmp_path / "cache" / "data"
 
 
 # --- augmentation ---------------------------------------------------------------------------------
@@ -511,6 +513,29 @@ def test_epochs_are_a_function_of_seed_and_epoch(ids_split):
     assert not torch.equal(other_epoch[1], ids)
     other_seed = run_epoch(make_loader(ids_split, augment="crop-flip", seed=5), 3)
     assert not torch.equal(other_seed[1], ids)
+
+
+def test_an_epoch_drawn_at_once_equals_per_batch_draws(ids_split):
+    """The loader draws an epoch's randomness up front (one copy to a GPU, no sync per batch);
+    the numbers are exactly those of drawing per batch, as augment() does."""
+    images, ids, _ = run_epoch(make_loader(ids_split, augment="crop-flip", seed=7), 2)
+    generator = torch.Generator().manual_seed(epoch_seed(7, 2))
+    order = torch.randperm(len(ids_split), generator=generator)
+    batches = [
+        augment(ids_split.images[order[start : start + 100]], "crop-flip", generator)
+        for start in range(0, len(ids_split), 100)
+    ]
+    assert torch.equal(ids, order)
+    assert torch.equal(images, normalize(torch.cat(batches), (0.3,) * 3, (0.3,) * 3))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_batches_equal_cpu_batches(ids_split):
+    cpu = run_epoch(make_loader(ids_split, augment="crop-flip", seed=3), 1)
+    gpu = run_epoch(make_loader(ids_split, augment="crop-flip", seed=3, device="cuda"), 1)
+    assert gpu[0].is_cuda and torch.equal(gpu[1].cpu(), cpu[1])
+    assert torch.allclose(gpu[0].cpu(), cpu[0])
 
 
 def test_unshuffled_loader_is_the_normalized_split(digits):

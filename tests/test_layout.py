@@ -16,6 +16,7 @@ ARCHITECTURES = PACKAGE.parent / "architectures"
 # Lowest first: a module may import its own subpackage and anything in a lower layer.
 LAYERS = (
     ("__init__", "errors", "files"),  # the shared base
+    ("locks", "paths"),  # directory locks and cache paths, used by several stages
     ("data",),
     ("measure",),
     ("evaluate", "train"),

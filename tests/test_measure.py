@@ -185,10 +185,11 @@ def test_latency_stats_known_values():
 
 
 def test_parse_backends():
+    cpu = ("cpu-eager", "cpu-onnxruntime", "cpu-onnxruntime-int8", "cpu-eager-bf16")
     assert parse_backends("all") == BACKENDS
-    assert parse_backends("cpu") == ("cpu-eager", "cpu-onnxruntime")
+    assert parse_backends("cpu") == cpu
     assert parse_backends(" cuda-naive, cpu-eager ") == ("cuda-naive", "cpu-eager")
-    assert parse_backends("cpu-eager,cpu,cpu-eager") == ("cpu-eager", "cpu-onnxruntime")
+    assert parse_backends("cpu-eager,cpu,cpu-eager") == cpu
     assert parse_backends(("cuda-eager",)) == ("cuda-eager",)
     with pytest.raises(ArchbenchError, match="did you mean 'cpu-eager'"):
         parse_backends("cpu-eagr")
@@ -381,12 +382,16 @@ def test_registered_network_exports_with_parity(name, cifar, tmp_path):
         from architectures import create_arch
     except ImportError:
         pytest.skip("architectures is not importable yet")
+    from architectures import arch_info
+    from tests.native_inputs import to_input_size
+
+    images = to_input_size(cifar[0], arch_info(name).input_size)
     torch.manual_seed(0)
-    model = calibrate(create_arch(name, num_classes=10), cifar[0][:32])
-    result = export_onnx(model, tmp_path / f"{name}.onnx")
+    model = calibrate(create_arch(name, num_classes=10), images[:32])
+    result = export_onnx(model, tmp_path / f"{name}.onnx", input_shape=(1, *images.shape[1:]))
     assert result.ok, result.error
     assert result.size_bytes == os.path.getsize(result.path)
-    parity = check_parity(model, result.path, cifar[0][:16])
+    parity = check_parity(model, result.path, images[:16])
     assert parity.ok, parity.reason
     assert parity.top1_agreement == 1.0
 
@@ -534,7 +539,7 @@ def test_profile_model_writes_every_figure(mini_net, cifar, tmp_path, monkeypatc
     lines: list[str] = []
     config = ProfileConfig(
         samples=None, warmup=3, threads=1, batch_sizes=(1, 8), parity_samples=20, top_layers=5,
-        peak_cache_dir=tmp_path / "peak",
+        peak_cache_dir=tmp_path / "peak", cold_start=False,
     )  # fmt: skip
     out = tmp_path / "profile"
     profile = profile_model(
@@ -544,7 +549,8 @@ def test_profile_model_writes_every_figure(mini_net, cifar, tmp_path, monkeypatc
 
     expected_keys = {
         "arch", "num_classes", "system", "params", "size_bytes", "macs", "accuracy", "onnx",
-        "latency", "peak", "roofline", "config", "started_at", "finished_at",
+        "latency", "peak", "roofline", "config", "started_at", "finished_at", "quantization",
+        "numerics",
     }  # fmt: skip
     assert expected_keys <= set(profile)
     assert json.loads((out / "profile.json").read_text()) == profile

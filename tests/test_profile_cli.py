@@ -12,7 +12,7 @@ import torch
 from archbench.cli import main
 from archbench.train import rundir as runs
 
-FAST = ["--samples", "30", "--warmup", "2", "--batch-sizes", "1,8"]
+FAST = ["--samples", "30", "--warmup", "2", "--batch-sizes", "1,8", "--calibration-samples", "64"]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +41,24 @@ def test_run_ends_with_a_profile_of_its_selected_checkpoint(run_dir):
     assert profile["accuracy"]["n"] == 359
     assert profile["accuracy"]["top1"] == pytest.approx(result["test_top1"], abs=1e-9)
     assert profile["params"]["trainable"] == 248_670
-    assert set(profile["latency"]) == {"cpu-eager", "cpu-onnxruntime"}
+    assert set(profile["latency"]) == {
+        "cpu-eager", "cpu-onnxruntime", "cpu-onnxruntime-int8", "cpu-eager-bf16"
+    }  # fmt: skip
     assert profile["latency"]["cpu-eager"]["batch1"]["n"] == 30
+    # int8 in the same profile: its accuracy on the same 359 images, size and cold start.
+    int8 = profile["numerics"]["cpu-onnxruntime-int8"]
+    assert int8["n"] == 359 and int8["top1_agreement"] >= 0.9
+    assert int8["top1_delta_points"] == pytest.approx(100 * (int8["top1"] - int8["fp32_top1"]))
+    assert profile["accuracy"]["top1"] == pytest.approx(int8["fp32_top1"], abs=1e-6)
+    assert profile["size_bytes"]["onnx_int8"] == (run_dir / "model.int8.onnx").stat().st_size
+    assert profile["quantization"]["calibration_images"] == 64
+    for backend in ("cpu-onnxruntime", "cpu-onnxruntime-int8"):
+        cold = profile["latency"][backend]["cold_start"]
+        assert cold["session_ms"] > 0 and cold["first_inference_ms"] > 0
+        assert profile["latency"][backend]["memory"]["inference_memory_bytes"] > 0
+        reading = profile["roofline"][backend]
+        assert reading["layerwise_bound_ms"] >= reading["compute_bound_ms"]
+        assert len(reading["layers_furthest_from_bound"]) == 5
     assert profile["onnx"]["parity"]["ok"] is True
     assert profile["size_bytes"]["state_dict"] == (run_dir / "state_dict.pt").stat().st_size
     assert (run_dir / "confusion_matrix.csv").is_file()
@@ -142,7 +158,7 @@ def test_run_on_the_real_cifar10_jpegs(cifar10_mini, tmp_path):
     code = main(
         ["run", "--arch", "squeezenet_dsc", "--dataset", f"imagefolder:{cifar10_mini}",
          "--max-epochs", "1", "--runs-dir", str(runs_dir), "--data-dir", str(tmp_path / "data"),
-         "--quiet", "--backends", "cpu", *FAST]
+         "--quiet", "--backends", "cpu-eager,cpu-onnxruntime", "--no-cold-start", *FAST]
     )  # fmt: skip
     assert code == 0
     (run,) = runs_dir.iterdir()

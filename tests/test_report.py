@@ -30,7 +30,7 @@ from architectures import create_arch
 
 QUIET = Console(quiet=True)
 FAST_PROFILE = ProfileConfig(backends=("cpu-eager", "cpu-onnxruntime"), samples=20, warmup=2,
-                             batch_sizes=(1,))  # fmt: skip
+                             batch_sizes=(1,), cold_start=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +166,32 @@ def test_empty_or_missing_runs_dir(tmp_path, capsys):
 def test_run_table_skips_incomplete_runs(runs_dir):
     table = run_table(collect_runs(find_run_dirs(runs_dir)))
     assert sorted(table["arch"]) == ["squeezenet", "squeezenet_dsc"]
+
+
+def test_an_unknown_baseline_is_one_line_and_writes_nothing(runs_dir, tmp_path, capsys):
+    out = tmp_path / "r.md"
+    assert main(["report", "--runs-dir", str(runs_dir), "--baseline", "vgg16",
+                 "--out", str(out)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--baseline 'vgg16' is not among the complete runs (squeezenet, squeezenet_dsc)" in err
+    assert err.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "remedy"),
+    [
+        ("profile.json", lambda text: text[: len(text) // 2], "archbench profile"),
+        ("result.json", lambda text: text[:10], "train it again"),
+        ("metrics.csv", lambda text: text.replace("0.", "0.x", 1), "remove it"),
+    ],
+)
+def test_a_damaged_run_file_is_one_line_naming_it(runs_dir, tmp_path, capsys, name, damage,
+                                                  remedy):  # fmt: skip
+    import shutil
+
+    source = next(p for p in find_run_dirs(runs_dir) if (p / runs.PROFILE).is_file())
+    run = shutil.copytree(source, tmp_path / source.name)
+    (run / name).write_text(damage((run / name).read_text()))
+    assert main(["report", str(run), "--out", str(tmp_path / "r.md")]) == 2
+    err = capsys.readouterr().err
+    assert str(run / name) in err and remedy in err and err.count("\n") == 1

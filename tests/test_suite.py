@@ -13,21 +13,24 @@ from pathlib import Path
 
 import pytest
 
+from archbench.cli import main
 from archbench.errors import ArchbenchError
+from archbench.locks import read_holder
 from archbench.measure import exclusive
 from archbench.profile import ProfileConfig
 from archbench.suite import SUITE_FILE, parse_set, plan, run_suite
 from archbench.train import rundir as runs
 
-FAST = ["--samples", "20", "--warmup", "2", "--batch-sizes", "1", "--backends", "cpu"]
+FAST = ["--samples", "20", "--warmup", "2", "--batch-sizes", "1", "--no-cold-start",
+        "--backends", "cpu-eager,cpu-onnxruntime"]  # fmt: skip
 FAST_PROFILE = ProfileConfig(backends=("cpu-eager", "cpu-onnxruntime"), samples=20, warmup=2,
-                             batch_sizes=(1,))  # fmt: skip
+                             batch_sizes=(1,), cold_start=False)  # fmt: skip
 TWO = "squeezenet_dsc,squeezenet"
 
 
-def suite_command(suite_dir: Path, data_dir: Path) -> list[str]:
+def suite_command(suite_dir: Path, data_dir: Path, archs: str = TWO) -> list[str]:
     return [sys.executable, "-m", "archbench", "suite", "--preset", "souza2020",
-            "--datasets", "digits", "--archs", TWO, "--set", "max_epochs=1", "--quiet",
+            "--datasets", "digits", "--archs", archs, "--set", "max_epochs=1", "--quiet",
             "--runs-dir", str(suite_dir), "--data-dir", str(data_dir), *FAST]  # fmt: skip
 
 
@@ -70,6 +73,47 @@ def test_interrupted_suite_resumes_without_redoing_complete_runs(tmp_path):
     assert "| squeezenet_dsc " in report and "| squeezenet " in report
 
 
+def test_a_second_suite_on_a_live_directory_is_refused_and_a_damaged_profile_explained(
+    tmp_path,
+):
+    """Two real `archbench suite` processes on one directory, then a truncated profile.json."""
+    suite_dir, data_dir = tmp_path / "suite", tmp_path / "data"
+    command = suite_command(suite_dir, data_dir, archs="squeezenet_dsc")
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and read_holder(suite_dir) is None:
+        time.sleep(0.05)
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2
+    assert f"in use by archbench suite (pid {first.pid} on" in second.stderr
+    assert second.stderr.count("\n") == 1
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+
+    state = json.loads((suite_dir / SUITE_FILE).read_text())["entries"]
+    run_dir = Path(state["squeezenet_dsc-digits"]["run_dir"])
+    profile = run_dir / runs.PROFILE
+    profile.write_text(profile.read_text()[:100])  # a copy cut short
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 2 and rerun.stderr.count("\n") == 1
+    assert f"{profile} is corrupt or truncated" in rerun.stderr
+    assert "--reprofile" in rerun.stderr and "Traceback" not in rerun.stderr
+    again = subprocess.run([*command, "--reprofile"], capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert json.loads(profile.read_text())["arch"] == "squeezenet_dsc"
+
+
+def test_a_damaged_suite_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / SUITE_FILE).write_text('{"name": "souza2020", "entr')
+    code = main(["suite", "--preset", "souza2020", "--datasets", "digits", "--quiet",
+                 "--runs-dir", str(tmp_path / "suite")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"{tmp_path / 'suite' / SUITE_FILE} is corrupt or truncated" in err
+
+
 def test_failing_run_is_retried_then_reported_with_its_reason(tmp_path):
     suite_file = tmp_path / "grid.toml"
     suite_file.write_text(
@@ -94,10 +138,14 @@ def test_ray_backend_runs_the_same_suite_and_profiles_alone(tmp_path):
                       overrides={"max_epochs": 1, "data_dir": str(tmp_path / "data")})  # fmt: skip
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        with pytest.raises(ArchbenchError, match="--gpus-per-run 1 asks for more GPUs"):
+            run_suite(entries, tmp_path / "suite", name="souza2020", backend="ray", gpus_per_run=1)
         outcome = run_suite(entries, tmp_path / "suite", name="souza2020", backend="ray",
                             profile_config=FAST_PROFILE, quiet=True)  # fmt: skip
     finally:
         ray.shutdown()
+    for entry in outcome.entries.values():  # no GPU reserved: each task trained on the CPU
+        assert runs.read_run(Path(entry.run_dir)).config["train"]["device"] == "cpu"
     assert {k: e.status for k, e in outcome.entries.items()} == {
         "squeezenet_dsc-digits": "complete",
         "squeezenet-digits": "complete",

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from archbench.cli import main
 from archbench.errors import ArchbenchError
+from archbench.locks import DirectoryLock
 from archbench.train import TrainConfig, train_run
 from archbench.train import rundir as runs
 from archbench.train.rundir import load_checkpoint
@@ -238,6 +239,39 @@ def test_corrupt_or_mismatched_checkpoint_overwrites_nothing(tmp_path, capsys):
     with pytest.raises(ArchbenchError, match="arch='vgg19'"):
         train_run(TrainConfig(), console=QUIET, quiet=True, resume=run_dir)
     assert snapshot(run_dir) == before
+
+
+def test_a_kill_after_the_stop_decision_resumes_to_complete_without_more_epochs(tmp_path):
+    # Epoch 1 sets the reference loss; epoch 2 is a plateau (threshold 10) whose LR division is
+    # the first and last one allowed, so training stops after it.
+    stopping = dict(plateau_threshold=10.0, plateau_patience=1, plateau_max_drops=1)
+    outcome = train_run(digits_config(tmp_path, max_epochs=5, **stopping), console=QUIET,
+                        quiet=True)  # fmt: skip
+    assert outcome.status == "complete" and outcome.result["epochs_run"] == 2
+    metrics = read_metrics(outcome.run_dir)
+    # Killed after last.pt and before result.json said complete: it still says running.
+    result_path = outcome.run_dir / "result.json"
+    result_path.write_text(json.dumps(outcome.result | {"status": "running"}))
+    resumed = train_run(TrainConfig(), console=QUIET, quiet=True, resume=outcome.run_dir)
+    assert resumed.status == "complete" and resumed.result["epochs_run"] == 2
+    assert read_metrics(outcome.run_dir) == metrics
+    assert resumed.result["test_top1"] == outcome.result["test_top1"]
+
+
+def test_resume_removes_stale_temporaries_and_refuses_a_live_holder(tmp_path, capsys):
+    outcome = train_run(digits_config(tmp_path, max_epochs=2), console=QUIET, quiet=True,
+                        on_epoch_end=lambda row: signal.raise_signal(signal.SIGINT))  # fmt: skip
+    run_dir = outcome.run_dir
+    with DirectoryLock(run_dir, "training"):  # another trainer holds it (a second descriptor)
+        before = snapshot(run_dir)
+        assert main(["run", "--resume", str(run_dir), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by training (pid {os.getpid()}" in err and err.count("\n") == 1
+        assert snapshot(run_dir) == before
+    stale = run_dir / ".last.pt.k1ll3d.tmp"  # what a writer killed mid-write leaves
+    stale.write_bytes(b"half a checkpoint")
+    resumed = train_run(TrainConfig(), console=QUIET, quiet=True, resume=run_dir)
+    assert resumed.status == "complete" and not stale.exists()
 
 
 def test_digits_default_reaches_90_percent(tmp_path):

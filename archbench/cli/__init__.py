@@ -29,8 +29,11 @@ COMMANDS = (
     "catalog",  # archbench list
     "run",
     "profile",
+    "compare",
+    "explain",
     "report",
     "suite",
+    "memory",
     "serve",
     "serve_bench",  # archbench serve-bench
     "features",

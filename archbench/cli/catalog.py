@@ -13,15 +13,17 @@ from ..report.render import FORMATS, print_frame
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "list",
-        help="list registered architectures with parameters and MACs",
-        description="One row per architecture: trainable parameters for 10 and 100 classes and "
-        "multiply-accumulates (fvcore) for one 3x32x32 image.",
+        help="list architectures with parameters and MACs",
+        description="One row per architecture: trainable parameters for 10 and 100 classes, "
+        "multiply-accumulates (fvcore; 1 MAC = one fused multiply-add = 2 FLOPs) for one image "
+        "at the network's own input size, and the operators those MACs leave out.",
     )
     parser.add_argument(
         "pattern",
         nargs="?",
         default="*",
-        help="shell-style wildcard (e.g. 'squeezenet*') or a FILE.py:FUNC reference",
+        help="shell-style wildcard ('squeezenet*', 'torchvision.models:*', 'timm:mobilenet*') "
+        "or a FILE.py:FUNC reference",
     )
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     parser.set_defaults(handler=run_list)
@@ -29,6 +31,7 @@ def add_parser(commands) -> None:
 
 def run_list(args: argparse.Namespace, console: Console) -> int:
     from ..measure.catalog import catalog
+    from ..measure.complexity import MACS_CONVENTION
 
     frame = catalog(args.pattern)
     if frame.empty:
@@ -36,5 +39,6 @@ def run_list(args: argparse.Namespace, console: Console) -> int:
         if args.format in ("csv", "json"):
             print("[]" if args.format == "json" else ",".join(frame.columns))
         return 0
-    print_frame(frame, args.format, console, title="archbench architectures (32x32 input)")
+    title = f"archbench architectures (MACs at each network's input size; {MACS_CONVENTION})"
+    print_frame(frame, args.format, console, title=title)
     return 0

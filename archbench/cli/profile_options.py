@@ -30,7 +30,14 @@ def parse_profile_options(args: argparse.Namespace):
         raise ArchbenchError(f"--warmup must be >= 0, got {args.warmup}")
     if args.profile_threads is not None and args.profile_threads < 1:
         raise ArchbenchError(f"--threads must be positive, got {args.profile_threads}")
+    calibration = defaults.calibration_samples
+    if getattr(args, "calibration_samples", None) is not None:
+        calibration = args.calibration_samples
+        if calibration < 1:
+            raise ArchbenchError(f"--calibration-samples must be positive, got {calibration}")
     return ProfileConfig(
+        calibration_samples=calibration,
+        cold_start=not getattr(args, "no_cold_start", False),
         backends=parse_backends(args.backends) if args.backends else defaults.backends,
         samples=samples,
         warmup=defaults.warmup if args.warmup is None else args.warmup,
@@ -40,6 +47,7 @@ def parse_profile_options(args: argparse.Namespace):
             if args.batch_sizes
             else defaults.batch_sizes
         ),
+        tf32=args.tf32,
     )
 
 
@@ -57,7 +65,23 @@ def add_profile_options(parser: argparse.ArgumentParser, *, with_threads: bool) 
     )
     group.add_argument("--warmup", type=int, help="untimed passes before timing (default 10)")
     group.add_argument(
+        "--calibration-samples",
+        type=int,
+        help="training images the int8 model is calibrated on (default 256)",
+    )
+    group.add_argument(
+        "--no-cold-start",
+        action="store_true",
+        help="skip the fresh-interpreter cold-start and memory figures of each backend",
+    )
+    group.add_argument(
         "--batch-sizes", help="batch sizes for throughput, comma-separated (default 1,64)"
+    )
+    group.add_argument(
+        "--tf32",
+        action="store_true",
+        help="let CUDA fp32 matmuls and convolutions use TF32 (default off: true fp32, as the "
+        "peak probe; recorded in profile.json)",
     )
     if with_threads:
         group.add_argument(

@@ -24,7 +24,8 @@ def add_parser(commands) -> None:
     parser.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories")
     parser.add_argument("--runs-dir", help="every run under this directory (default runs/)")
     parser.add_argument(
-        "--baseline", default="squeezenet", help="network for relative columns (default squeezenet)"
+        "--baseline",
+        help="network for relative columns (default squeezenet, when among the runs)",
     )
     parser.add_argument(
         "--compare-study",
@@ -60,12 +61,18 @@ def run_report(args: argparse.Namespace, console: Console) -> int:
         else:
             sys.stdout.write(text)
         return 0
+    archs = sorted({r.arch for r in records if r.complete})
+    if args.baseline is not None and args.baseline not in archs:
+        raise ArchbenchError(
+            f"--baseline {args.baseline!r} is not among the complete runs "
+            f"({', '.join(archs) or 'none'})"
+        )
     out = Path(args.out or "reports/report.md")
     notes = [args.note] if args.note else []
     path, figures = write_report(
         records,
         out,
-        baseline=args.baseline,
+        baseline=args.baseline or "squeezenet",
         study=args.compare_study,
         title=args.title,
         notes=notes,

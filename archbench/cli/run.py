@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -24,7 +25,11 @@ def add_parser(commands) -> None:
         "the test set and profile it. Ctrl-C stops cleanly; --resume continues.",
     )
     what = parser.add_argument_group("what to train")
-    what.add_argument("--arch", help=f"architecture name or FILE.py:FUNC (default {defaults.arch})")
+    what.add_argument(
+        "--arch",
+        help="registered name, torchvision.models:NAME, timm:NAME or FILE.py:FUNC "
+        f"(default {defaults.arch})",
+    )
     what.add_argument(
         "--dataset",
         help="digits (embedded, offline), cifar10, cifar100, mnist, fashion-mnist or "
@@ -33,6 +38,13 @@ def add_parser(commands) -> None:
     what.add_argument(
         "--data-dir",
         help="where datasets live (default $ARCHBENCH_DATA or ~/.cache/archbench/data)",
+    )
+    what.add_argument(
+        "--input-size",
+        type=int,
+        metavar="N",
+        help="resize images to NxN (bilinear, antialiased, once, cached); default: the "
+        "network's own size, or the dataset's for torchvision/timm/your networks",
     )
     what.add_argument(
         "--augment",
@@ -44,6 +56,18 @@ def add_parser(commands) -> None:
         "--val-fraction",
         type=float,
         help=f"held-out validation share of train (default {defaults.val_fraction})",
+    )
+    what.add_argument(
+        "--regroup",
+        metavar="R",
+        help="train directly on grouped labels: a preset (digits-even-odd, "
+        "cifar10-animals-vehicles, ...) or a .json/.toml file of group -> class names",
+    )
+    what.add_argument(
+        "--class-weight",
+        metavar="W",
+        help="cross-entropy class weights: balanced (n / (classes x count)), one weight per "
+        "class (1,3) or class:weight pairs (cat:3); default unweighted",
     )
     what.add_argument(
         "--select-on",
@@ -96,6 +120,11 @@ def add_parser(commands) -> None:
 
     machine = parser.add_argument_group("machine and output")
     machine.add_argument("--seed", type=int, help="default 0; CPU runs are deterministic")
+    machine.add_argument(
+        "--seeds",
+        help="comma-separated seeds (e.g. 0,1,2): one run directory per seed, grouped as "
+        "<group>-s<seed> with the group in config.json; reports aggregate them",
+    )
     machine.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     machine.add_argument("--device", choices=DEVICES, help="default auto")
     machine.add_argument(
@@ -128,23 +157,65 @@ def add_parser(commands) -> None:
 
 
 def run_training(args: argparse.Namespace, console: Console) -> int:
-    from ..train import EXIT_INTERRUPTED, TrainConfig, train_run
+    from ..train import TrainConfig, rundir, train_run
 
-    # Bad profiling flags fail up front, before any training.
+    # Bad profiling flags and seeds fail up front, before any training.
     profile_config = parse_profile_options(args) if args.profile else None
+    seeds = _parse_seeds(args)
     if args.resume:
         outcome = train_run(
             TrainConfig(), console=console, quiet=args.quiet, resume=Path(args.resume)
         )
-    else:
-        config = TrainConfig(
-            **{
-                name: getattr(args, name)
-                for name in TrainConfig.__dataclass_fields__
-                if getattr(args, name, None) is not None
-            }
-        )
+        return _finish(outcome, args, profile_config, console)
+    config = TrainConfig(
+        **{
+            name: getattr(args, name)
+            for name in TrainConfig.__dataclass_fields__
+            if getattr(args, name, None) is not None
+        }
+    )
+    if not seeds:
         outcome = train_run(config, console=console, quiet=args.quiet)
+        return _finish(outcome, args, profile_config, console)
+    config.validate()  # before the group's name is taken
+    group = rundir.new_group_name(Path(config.runs_dir), config.arch, config.dataset)
+    for number, seed in enumerate(seeds):
+        outcome = train_run(
+            replace(config, seed=seed),
+            console=console,
+            quiet=args.quiet,
+            group=group,
+            name=f"{group}-s{seed}",
+        )
+        code = _finish(outcome, args, profile_config, console)
+        if code != 0:
+            left = ",".join(str(s) for s in seeds[number + 1 :])
+            if left and not args.quiet:
+                console.print(f"seeds not started: {left} (rerun with --seeds {left})")
+            return code
+    return 0
+
+
+def _parse_seeds(args: argparse.Namespace) -> list[int]:
+    from ..errors import ArchbenchError
+    from ..suite import parse_seeds
+
+    if args.seeds is None:
+        return []
+    if args.seed is not None:
+        raise ArchbenchError("give --seed or --seeds, not both")
+    if args.resume:
+        raise ArchbenchError("--resume continues one run directory; it takes no --seeds")
+    seeds = parse_seeds(args.seeds)
+    if not seeds:
+        raise ArchbenchError(f"--seeds takes comma-separated integers, got {args.seeds!r}")
+    return seeds
+
+
+def _finish(outcome, args: argparse.Namespace, profile_config, console: Console) -> int:
+    """Profile a complete run; the exit code of a run that ended."""
+    from ..train import EXIT_INTERRUPTED
+
     if outcome.status == "interrupted":
         return EXIT_INTERRUPTED
     if args.profile and outcome.status == "complete":

@@ -45,8 +45,18 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "--ray-address", help="Ray cluster: auto or HOST:PORT (default: start a local Ray)"
     )
-    parser.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray GPUs per run")
+    parser.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=0.0,
+        help="Ray GPUs per run (> 0: the run trains on cuda in its task; default 0)",
+    )
     parser.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray CPUs per run")
+    parser.add_argument(
+        "--reprofile",
+        action="store_true",
+        help="profile every complete run again (new profiling options, a damaged profile.json)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no live progress or summary")
     add_profile_options(parser, with_threads=False)
     parser.set_defaults(handler=run_suite_command)
@@ -62,7 +72,8 @@ def run_suite_command(args: argparse.Namespace, console: Console) -> int:
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     settings = {k: v for k, v in overrides.items() if k != "seeds"}
-    TrainConfig(**settings).validate()  # a bad --set fails now, not once per run
+    # A bad --set fails now, not once per run (on Ray, devices are checked in the tasks).
+    TrainConfig(**settings).validate(device_here=args.backend == "local")
     name, entries = plan(
         preset=args.preset,
         file=Path(args.file) if args.file else None,
@@ -83,5 +94,6 @@ def run_suite_command(args: argparse.Namespace, console: Console) -> int:
         ray_address=args.ray_address,
         gpus_per_run=args.gpus_per_run,
         cpus_per_run=args.cpus_per_run,
+        reprofile=args.reprofile,
     )
     return outcome.exit_code

@@ -1,6 +1,8 @@
-"""Dataset loading: every source ends as uint8 ``(N, 3, 32, 32)`` tensors in memory.
+"""Dataset loading: every source ends as uint8 ``(N, C, H, W)`` tensors in memory.
 
-See the package docstring (:mod:`archbench.data`) for what each dataset is and how it is split.
+Sources deliver their native shape (:data:`NATIVE_SHAPES`); :func:`load_data` fits it to
+``DataConfig.input_shape`` (see :mod:`archbench.data.shapes`). See the package docstring
+(:mod:`archbench.data`) for what each dataset is and how it is split.
 """
 
 from __future__ import annotations
@@ -10,22 +12,19 @@ import difflib
 import hashlib
 import json
 import math
-import os
-import socket
-import threading
-import urllib.parse
-import urllib.request
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .. import files
+from .. import files, paths
 from ..errors import ArchbenchError
+from .imagefolder import SIZE as IMAGEFOLDER_SIZE
 from .imagefolder import load_imagefolder
+from .shapes import Shape, fit_images, parse_shape
+from .torchvision_sets import load_torchvision_set
 
 DATASET_NAMES = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist")
 IMAGEFOLDER_PREFIX = "imagefolder:"
@@ -34,32 +33,42 @@ CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
-DOWNLOAD_TIMEOUT_S = 10.0  # per socket operation (and for resolving the host), not the whole file
 STATS_FORMAT = "archbench-stats-1"
+STUDY_SHAPE: Shape = (3, 32, 32)  # what the study's networks take, and the default
+# (channels, height, width) each source holds; digits are the 8x8 images upscaled x4.
+NATIVE_SHAPES: dict[str, Shape] = {
+    "digits": (1, 32, 32),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "mnist": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+    "imagefolder": (3, IMAGEFOLDER_SIZE, IMAGEFOLDER_SIZE),
+}
 
 
 def default_data_dir() -> Path:
-    """``$ARCHBENCH_DATA`` if set, else ``~/.cache/archbench/data``."""
-    env = os.environ.get("ARCHBENCH_DATA")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "archbench" / "data"
+    """``$ARCHBENCH_DATA`` if set, else ``data`` in the cache root (:mod:`archbench.paths`)."""
+    return paths.data_dir()
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset to load and how to hold out the validation split."""
+    """Which dataset to load, the ``(C, H, W)`` to deliver, and how to hold out validation.
+
+    ``input_shape`` None keeps the dataset's native shape (:func:`dataset_shape`).
+    """
 
     dataset: str = "digits"
     data_dir: Path | None = None
     val_fraction: float = 0.1
     split_seed: int = 0
     download: bool = True
+    input_shape: Shape | None = STUDY_SHAPE
 
 
 @dataclass
 class Split:
-    """One split in memory: uint8 ``(N, 3, 32, 32)`` images and int64 ``(N,)`` labels."""
+    """One split in memory: uint8 ``(N, C, H, W)`` images and int64 ``(N,)`` labels."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -85,20 +94,30 @@ class Split:
 
 @dataclass
 class ImageData:
-    """A loaded dataset: class names, the three splits, and the normalization to apply."""
+    """A loaded dataset: class names, the three splits, and the normalization to apply.
+
+    ``mean`` and ``std`` have one value per channel of the delivered images; ``native_shape``
+    is what the source holds, before fitting to the network's input.
+    """
 
     name: str
     classes: list[str]
     train: Split
     val: Split | None
     test: Split
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     default_augment: str
+    native_shape: Shape = STUDY_SHAPE
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def shape(self) -> Shape:
+        """``(C, H, W)`` of the delivered images."""
+        return tuple(self.test.images.shape[1:])
 
 
 @dataclass
@@ -110,7 +129,8 @@ class _Loaded:
     test: Split
     default_augment: str
     identity: str  # what the training split's statistics depend on, besides the val split
-    fixed_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    fixed_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # for 3 channels
+    pad_to: int | None = None  # a square size reached by zero-padding instead of resizing
 
 
 def load_data(config: DataConfig) -> ImageData:
@@ -126,6 +146,17 @@ def load_data(config: DataConfig) -> ImageData:
         loaded = _load_digits()
     else:
         loaded = _load_torchvision(name, data_dir, download=config.download)
+    native = tuple(loaded.test.images.shape[1:])
+    shape = native if config.input_shape is None else parse_shape(config.input_shape)
+    fit = {"pad_to": loaded.pad_to, "cache_dir": data_dir / "resized"}
+    loaded.train = Split(
+        fit_images(loaded.train.images, shape, cache_key=f"{loaded.identity}:train", **fit),
+        loaded.train.labels,
+    )
+    loaded.test = Split(
+        fit_images(loaded.test.images, shape, cache_key=f"{loaded.identity}:test", **fit),
+        loaded.test.labels,
+    )
 
     train, val = loaded.train, None
     if fraction > 0:
@@ -136,10 +167,11 @@ def load_data(config: DataConfig) -> ImageData:
                 "images (it rounds per class); use a larger fraction or 0 for no validation split"
             )
         train, val = train.subset(kept), train.subset(held)
-    if loaded.fixed_stats is not None:
+    if loaded.fixed_stats is not None and shape[0] == len(loaded.fixed_stats[0]):
         mean, std = loaded.fixed_stats
     else:
-        mean, std = _cached_stats(data_dir, loaded.identity, fraction, config.split_seed, train)
+        identity = loaded.identity if shape == STUDY_SHAPE else f"{loaded.identity}@{shape}"
+        mean, std = _cached_stats(data_dir, identity, fraction, config.split_seed, train)
     return ImageData(
         name=name,
         classes=list(loaded.classes),
@@ -149,7 +181,14 @@ def load_data(config: DataConfig) -> ImageData:
         mean=tuple(mean),
         std=tuple(std),
         default_augment=loaded.default_augment,
+        native_shape=native,
     )
+
+
+def dataset_shape(dataset: str) -> Shape:
+    """The ``(C, H, W)`` a dataset holds natively, known without loading it."""
+    name = resolve_dataset_name(dataset)
+    return NATIVE_SHAPES["imagefolder" if name.startswith(IMAGEFOLDER_PREFIX) else name]
 
 
 def resolve_dataset_name(dataset: str) -> str:
@@ -225,7 +264,7 @@ def _cached_stats(
         saved = files.read_json(path)
         if saved["format"] == STATS_FORMAT and saved["key"] == ident:
             mean, std = saved["mean"], saved["std"]
-            if len(mean) == len(std) == 3:
+            if len(mean) == len(std) == train.images.shape[1]:
                 return tuple(float(v) for v in mean), tuple(float(v) for v in std)
     mean, std = channel_stats(train.images)
     record = {"format": STATS_FORMAT, "key": ident, "mean": list(mean), "std": list(std)}
@@ -245,8 +284,7 @@ def _load_digits() -> _Loaded:
     bunch = load_digits()
     pixels = torch.from_numpy(bunch.images).to(torch.float32) * (255 / 16)  # (N, 8, 8), 0-255
     upscaled = F.interpolate(pixels[:, None], scale_factor=4, mode="bilinear", align_corners=False)
-    gray = upscaled.round_().clamp_(0, 255).to(torch.uint8)
-    images = gray.expand(-1, 3, -1, -1).contiguous()
+    images = upscaled.round_().clamp_(0, 255).to(torch.uint8)
     labels = torch.from_numpy(bunch.target).to(torch.int64)
     full = Split(images, labels)
     train_idx, test_idx = stratified_split(labels, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED)
@@ -270,165 +308,15 @@ def _load_imagefolder(path: Path, data_dir: Path) -> _Loaded:
     )
 
 
-@dataclass(frozen=True)
-class _TorchvisionSet:
-    class_name: str  # in torchvision.datasets
-    expected: str  # for the error message, relative to data_dir
-    archives: tuple[str, ...]  # local archives that can stand in for the extracted files
-    extract_to: str
-    grayscale: bool
-
-
-_MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-
-
-def _mnist_like(class_name: str) -> _TorchvisionSet:
-    raw = f"{class_name}/raw"
-    return _TorchvisionSet(
-        class_name=class_name,
-        expected=f"{raw}/ holding {', '.join(_MNIST_FILES)} (or the same names with .gz)",
-        archives=tuple(f"{raw}/{name}.gz" for name in _MNIST_FILES),
-        extract_to=raw,
-        grayscale=True,
-    )
-
-
-_TORCHVISION_SETS = {
-    "cifar10": _TorchvisionSet(
-        "CIFAR10",
-        "cifar-10-batches-py/ (or cifar-10-python.tar.gz)",
-        ("cifar-10-python.tar.gz",),
-        "",
-        grayscale=False,
-    ),
-    "cifar100": _TorchvisionSet(
-        "CIFAR100",
-        "cifar-100-python/ (or cifar-100-python.tar.gz)",
-        ("cifar-100-python.tar.gz",),
-        "",
-        grayscale=False,
-    ),
-    "mnist": _mnist_like("MNIST"),
-    "fashion-mnist": _mnist_like("FashionMNIST"),
-}
-
-
 def _load_torchvision(name: str, data_dir: Path, *, download: bool) -> _Loaded:
-    spec = _TORCHVISION_SETS[name]
-    train = _torchvision_split(name, spec, data_dir, train=True, download=download)
-    test = _torchvision_split(name, spec, data_dir, train=False, download=download)
-    cifar = not spec.grayscale
+    source = load_torchvision_set(name, data_dir, download=download)
+    cifar = source.channels == 3
     return _Loaded(
-        classes=list(train.classes),
-        train=_to_split(train.data, train.targets, spec.grayscale),
-        test=_to_split(test.data, test.targets, spec.grayscale),
+        classes=source.classes,
+        train=Split(source.train_images, source.train_labels),
+        test=Split(source.test_images, source.test_labels),
         default_augment="crop-flip" if cifar else "crop",
         identity=f"{name}:{data_dir.resolve()}",
         fixed_stats=(CIFAR_MEAN, CIFAR_STD) if cifar else None,
+        pad_to=None if cifar else 32,  # the study's 32x32 MNIST: 28x28 padded with background
     )
-
-
-def _to_split(data, targets, grayscale: bool) -> Split:
-    """torchvision's arrays -> uint8 (N, 3, 32, 32): CIFAR is NHWC, MNIST is 28x28 grayscale."""
-    images = torch.as_tensor(data)
-    if grayscale:  # pad 28 -> 32 with background, replicate to 3 channels
-        images = F.pad(images, (2, 2, 2, 2))[:, None].expand(-1, 3, -1, -1)
-    else:
-        images = images.permute(0, 3, 1, 2)
-    return Split(images.contiguous(), torch.as_tensor(targets, dtype=torch.int64).contiguous())
-
-
-def _torchvision_split(
-    name: str, spec: _TorchvisionSet, root: Path, *, train: bool, download: bool
-):
-    import torchvision.datasets
-
-    dataset_cls = getattr(torchvision.datasets, spec.class_name)
-    dataset = _open_local(name, dataset_cls, root, train)
-    if dataset is None and _extract_local_archives(spec, root):
-        dataset = _open_local(name, dataset_cls, root, train)
-    if dataset is not None:
-        return dataset
-    if not download:
-        raise _missing(name, spec, root, "downloading is off")
-    url = getattr(dataset_cls, "url", None) or dataset_cls.mirrors[0]
-    try:
-        _check_resolvable(url)
-        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-            return dataset_cls(root, train=train, download=True)
-    except Exception as error:  # any failure to fetch is the same problem for the user
-        reason = " ".join(f"{type(error).__name__}: {error}".split())
-        raise _missing(name, spec, root, f"download failed: {reason}") from None
-
-
-def _open_local(name: str, dataset_cls, root: Path, train: bool):
-    """The dataset from the files on disk; None when torchvision finds them missing."""
-    try:
-        return dataset_cls(root, train=train, download=False)
-    except RuntimeError:  # torchvision's "Dataset not found or corrupted"
-        return None
-    except Exception as error:  # present but unreadable (a damaged file)
-        reason = " ".join(f"{type(error).__name__} {error}".split())
-        raise ArchbenchError(
-            f"cannot read dataset {name!r} from {root} ({reason}); its files look damaged: "
-            "delete them to download again"
-        ) from None
-
-
-def _missing(name: str, spec: _TorchvisionSet, root: Path, why: str) -> ArchbenchError:
-    where = root if root.is_dir() else f"{root} (which does not exist)"
-    return ArchbenchError(
-        f"dataset {name!r} not found in {where}: expected {spec.expected} there ({why}); "
-        "pass --data-dir DIR or set ARCHBENCH_DATA to the folder that holds it"
-    )
-
-
-def _extract_local_archives(spec: _TorchvisionSet, root: Path) -> bool:
-    """Unpack archives already on disk (no network); True if there was anything to unpack."""
-    from torchvision.datasets.utils import extract_archive
-
-    present = [root / archive for archive in spec.archives if (root / archive).is_file()]
-    for archive in present:
-        try:
-            extract_archive(str(archive), str(root / spec.extract_to))
-        except Exception as error:  # tarfile, gzip, zlib and OS errors alike: a broken archive
-            raise ArchbenchError(f"cannot extract {archive}: {error}") from None
-    return bool(present)
-
-
-def _check_resolvable(url: str) -> None:
-    """Fail fast when the host cannot be resolved; name lookups ignore socket timeouts."""
-    scheme = urllib.parse.urlparse(url).scheme
-    if scheme in urllib.request.getproxies():
-        return  # the proxy resolves the name
-    host = urllib.parse.urlparse(url).hostname or ""
-    outcome: list[BaseException] = []
-
-    def lookup() -> None:
-        try:
-            socket.getaddrinfo(host, None)
-        except OSError as error:
-            outcome.append(error)
-
-    thread = threading.Thread(target=lookup, daemon=True)
-    thread.start()
-    thread.join(DOWNLOAD_TIMEOUT_S)
-    if thread.is_alive():
-        raise TimeoutError(f"could not resolve {host} within {DOWNLOAD_TIMEOUT_S:g} s")
-    if outcome:
-        raise OSError(f"could not resolve {host}: {outcome[0]}")
-
-
-@contextlib.contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)

@@ -1,8 +1,11 @@
-"""Classification metrics: top-1 and top-5, per-class precision/recall/F1, the confusion matrix.
+"""Single-label classification metrics, computed by scikit-learn rather than by hand.
 
-Computed from logits and labels with numpy, so any caller (the profiler today; regrouping,
-retrieval or multi-label evaluation later) gets the same figures. :func:`predict_logits` runs a
-model over images without disturbing it.
+The functions keep the shapes and conventions ``profile.json`` has always had (rows of a confusion
+matrix are true classes; a class never predicted has precision 0, one never present recall 0,
+F1 is 0 when precision + recall is 0 — scikit-learn's ``zero_division=0``), so swapping them in
+changes no figure; the tests hold them to the hand-written originals. Using the library removes
+arithmetic that had to be trusted and gives the ROC functions the regrouped evaluation needs.
+:func:`predict_logits` runs a model over images without disturbing it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn import metrics
 from torch import nn
 
 from ..measure.models import eval_copy, model_device, torch_threads
@@ -19,41 +23,56 @@ from ..measure.models import eval_copy, model_device, torch_threads
 EVAL_BATCH = 256
 
 
+def _as_labels(values, name: str, num_classes: int) -> np.ndarray:
+    array = np.asarray(values, dtype=np.int64).reshape(-1)
+    if array.size and (array.min() < 0 or array.max() >= num_classes):
+        raise ValueError(f"{name} outside [0, {num_classes}): {array.min()}..{array.max()}")
+    return array
+
+
 def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], num_classes: int):
-    """``num_classes x num_classes`` counts; rows are true classes, columns predictions."""
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    predictions = np.asarray(predictions, dtype=np.int64).reshape(-1)
+    """``num_classes x num_classes`` counts; rows are true classes, columns predictions.
+
+    Out-of-range values are refused: scikit-learn would silently drop them, and a dropped image
+    is a wrong denominator.
+    """
+    labels = _as_labels(labels, "label", num_classes)
+    predictions = _as_labels(predictions, "prediction", num_classes)
     if labels.shape != predictions.shape:
         raise ValueError(f"{labels.size} labels but {predictions.size} predictions")
-    for name, values in (("label", labels), ("prediction", predictions)):
-        if values.size and (values.min() < 0 or values.max() >= num_classes):
-            raise ValueError(f"{name} outside [0, {num_classes}): {values.min()}..{values.max()}")
-    flat = labels * num_classes + predictions
-    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    if not labels.size:
+        return np.zeros((num_classes, num_classes), dtype=np.int64)
+    return metrics.confusion_matrix(labels, predictions, labels=np.arange(num_classes)).astype(
+        np.int64
+    )
+
+
+def pairs_from_confusion(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (label, prediction) pairs a confusion matrix counts, for functions that want pairs."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    counts = confusion.reshape(-1)
+    cells = np.repeat(np.arange(counts.size), counts)
+    return cells // confusion.shape[1], cells % confusion.shape[1]
 
 
 def classification_metrics(
     confusion: np.ndarray, class_names: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """Top-1, per-class precision/recall/F1/support and their unweighted (macro) means.
-
-    A class never predicted has precision 0, one never present has recall 0, and F1 is 0 when
-    precision + recall is 0 (scikit-learn's ``zero_division=0``).
-    """
+    """Top-1, per-class precision/recall/F1/support and their unweighted (macro) means."""
     confusion = np.asarray(confusion, dtype=np.int64)
     num_classes = confusion.shape[0]
     names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-    true_positive = np.diag(confusion).astype(np.float64)
-    predicted = confusion.sum(axis=0).astype(np.float64)
+    labels, predictions = pairs_from_confusion(confusion)
+    n = int(labels.size)
+    if n:
+        precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+            labels, predictions, labels=np.arange(num_classes), zero_division=0
+        )
+    else:
+        precision = recall = f1 = np.zeros(num_classes)
     support = confusion.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, true_positive / predicted, 0.0)
-        recall = np.where(support > 0, true_positive / support, 0.0)
-        denominator = precision + recall
-        f1 = np.where(denominator > 0, 2 * precision * recall / denominator, 0.0)
-    n = int(confusion.sum())
     return {
-        "top1": float(true_positive.sum() / n) if n else None,
+        "top1": float(metrics.accuracy_score(labels, predictions)) if n else None,
         "n": n,
         "per_class": [
             {
@@ -66,11 +85,19 @@ def classification_metrics(
             for i in range(num_classes)
         ],
         "macro": {
-            "precision": float(precision.mean()),
-            "recall": float(recall.mean()),
-            "f1": float(f1.mean()),
+            "precision": float(np.mean(precision)),
+            "recall": float(np.mean(recall)),
+            "f1": float(np.mean(f1)),
         },
     }
+
+
+def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Share of images whose true class is among the ``k`` highest scores."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return float(
+        metrics.top_k_accuracy_score(labels, scores, k=k, labels=np.arange(scores.shape[1]))
+    )
 
 
 def accuracy_report(
@@ -83,12 +110,56 @@ def accuracy_report(
     confusion = confusion_matrix(labels.numpy(), logits.argmax(dim=1).numpy(), num_classes)
     report = classification_metrics(confusion, class_names)
     if num_classes >= 5 and labels.numel():
-        top5 = logits.topk(5, dim=1).indices
-        report["top5"] = float((top5 == labels[:, None]).any(dim=1).float().mean())
+        report["top5"] = top_k_accuracy(logits.numpy(), labels.numpy(), 5)
     else:
         report["top5"] = None
     ordered = {key: report[key] for key in ("top1", "top5", "n", "per_class", "macro")}
     return ordered, confusion
+
+
+def roc(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """ROC-AUC and curve(s) of per-class scores ``(N, K)`` that sum to one per row.
+
+    Two classes give one binary curve with class 1 as the positive; more give one-vs-rest curves
+    and the macro one-vs-rest AUC. A class absent from ``labels`` has no curve: its AUC is
+    ``None`` with the reason, rather than a number scikit-learn would warn about.
+    """
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64)
+    num_classes = scores.shape[1]
+    present = np.bincount(labels, minlength=num_classes) > 0
+    curves: dict[str, dict[str, list[float]]] = {}
+    per_class_auc: list[float | None] = []
+    positives = [1] if num_classes == 2 else range(num_classes)
+    for positive in positives:
+        is_positive = labels == positive
+        if not present[positive] or is_positive.all():
+            per_class_auc.append(None)
+            continue
+        fpr, tpr, thresholds = metrics.roc_curve(is_positive, scores[:, positive])
+        curves[str(positive)] = {
+            "fpr": fpr.tolist(),
+            "tpr": tpr.tolist(),
+            "threshold": thresholds.tolist(),
+        }
+        per_class_auc.append(float(metrics.roc_auc_score(is_positive, scores[:, positive])))
+    if None in per_class_auc:
+        missing = [str(i) for i, present_here in enumerate(present) if not present_here]
+        return {
+            "auc": None,
+            "auc_error": f"classes absent from the labels: {', '.join(missing) or 'all but one'}",
+            "per_class_auc": per_class_auc,
+            "curves": curves,
+        }
+    if num_classes == 2:
+        auc = per_class_auc[0]
+    else:
+        auc = float(
+            metrics.roc_auc_score(
+                labels, scores, multi_class="ovr", average="macro", labels=np.arange(num_classes)
+            )
+        )
+    return {"auc": auc, "auc_error": None, "per_class_auc": per_class_auc, "curves": curves}
 
 
 def predict_logits(

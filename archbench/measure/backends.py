@@ -9,6 +9,7 @@ back-to-back passes (for throughput). A backend that cannot run here raises
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,9 +22,22 @@ from torch import nn
 
 from ..errors import ArchbenchError, describe_error
 from .models import eval_copy
+from .numerics import bf16_skip_reason
 from .onnxrt import create_session
 
-BACKENDS = ("cpu-eager", "cpu-onnxruntime", "cuda-eager", "cuda-naive", "cuda-onnxruntime")
+BACKENDS = (
+    "cpu-eager",
+    "cpu-onnxruntime",
+    "cpu-onnxruntime-int8",
+    "cpu-eager-bf16",
+    "cuda-eager",
+    "cuda-naive",
+    "cuda-onnxruntime",
+    "cuda-eager-fp16",
+    "cuda-onnxruntime-fp16",
+)
+# Eager backends that run a copy of the model in another dtype.
+EAGER_DTYPES = {"cpu-eager-bf16": torch.bfloat16, "cuda-eager-fp16": torch.float16}
 _GROUPS = {
     "all": BACKENDS,
     "cpu": tuple(b for b in BACKENDS if b.startswith("cpu-")),
@@ -58,6 +72,11 @@ def parse_backends(spec: str | Iterable[str]) -> tuple[str, ...]:
     if not chosen:
         raise ArchbenchError(f"no backend given; choose from {', '.join((*BACKENDS, *_GROUPS))}")
     return tuple(chosen)
+
+
+def is_onnxruntime(backend: str) -> bool:
+    """Whether ``backend`` runs an ONNX file (fp32, int8 or fp16) in ONNX Runtime."""
+    return "-onnxruntime" in backend
 
 
 def device_of(backend: str) -> str:
@@ -124,6 +143,16 @@ class _TorchCPU(Runner):
         return time.perf_counter_ns() - start
 
 
+class _TorchCPUBf16(_TorchCPU):
+    method = (
+        "torch eager on CPU, a bfloat16 copy of the model (weights and activations), under "
+        "torch.inference_mode; time.perf_counter_ns around each batch-1 forward pass"
+    )
+
+    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch.to(torch.bfloat16).contiguous()
+
+
 class _TorchCUDAEvents(Runner):
     method = (
         "torch eager on CUDA under torch.inference_mode; one torch.cuda.Event(enable_timing) "
@@ -175,6 +204,16 @@ class _TorchCUDANaive(_TorchCUDAEvents):
         return time.perf_counter_ns() - start
 
 
+class _TorchCUDAFp16(_TorchCUDAEvents):
+    method = (
+        "torch eager on CUDA, a float16 copy of the model, under torch.inference_mode; one "
+        "torch.cuda.Event pair around each batch-1 forward pass, synchronized after each sample"
+    )
+
+    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        return super().prepare(batch.half())
+
+
 class _OrtCPU(Runner):
     method = (
         "ONNX Runtime CPUExecutionProvider, ORT_ENABLE_ALL, inter_op_num_threads=1; "
@@ -198,6 +237,14 @@ class _OrtCPU(Runner):
         start = time.perf_counter_ns()
         run(None, prepared)
         return time.perf_counter_ns() - start
+
+
+class _OrtCPUInt8(_OrtCPU):
+    method = (
+        "ONNX Runtime CPUExecutionProvider on the static int8 QDQ model (per-channel weights, "
+        "calibrated on training images), ORT_ENABLE_ALL; time.perf_counter_ns around each "
+        "batch-1 session.run"
+    )
 
 
 class _OrtCUDA(Runner):
@@ -247,12 +294,26 @@ class _OrtCUDA(Runner):
         return time.perf_counter_ns() - start
 
 
+class _OrtCUDAFp16(_OrtCUDA):
+    method = (
+        "ONNX Runtime CUDAExecutionProvider on a float16 export of the model, with IOBinding; "
+        "time.perf_counter_ns around run_with_iobinding plus synchronize_outputs"
+    )
+
+    def prepare(self, batch: torch.Tensor):
+        return super().prepare(batch.half())
+
+
 _RUNNERS: dict[str, type[Runner]] = {
     "cpu-eager": _TorchCPU,
     "cpu-onnxruntime": _OrtCPU,
     "cuda-eager": _TorchCUDAEvents,
     "cuda-naive": _TorchCUDANaive,
     "cuda-onnxruntime": _OrtCUDA,
+    "cpu-onnxruntime-int8": _OrtCPUInt8,
+    "cpu-eager-bf16": _TorchCPUBf16,
+    "cuda-eager-fp16": _TorchCUDAFp16,
+    "cuda-onnxruntime-fp16": _OrtCUDAFp16,
 }
 
 
@@ -267,7 +328,9 @@ def make_runner(
     """A context-manager factory building the backend's runner, or raise :class:`SkipBackend`."""
     if backend.startswith("cuda-") and (reason := _cuda_skip_reason()):
         raise SkipBackend(reason)
-    if backend.endswith("-onnxruntime"):
+    if backend == "cpu-eager-bf16" and (reason := bf16_skip_reason()):
+        raise SkipBackend(reason)
+    if is_onnxruntime(backend):
         if onnx_path is None:
             raise SkipBackend("no ONNX file given")
         if not Path(onnx_path).is_file():
@@ -290,6 +353,7 @@ def make_runner(
     @contextlib.contextmanager
     def torch_runner() -> Iterator[Runner]:
         with eval_copy(model, device_of(backend)) as target, torch.inference_mode():
-            yield runner_class(target)
+            dtype = EAGER_DTYPES.get(backend)
+            yield runner_class(target if dtype is None else copy.deepcopy(target).to(dtype))
 
     return torch_runner

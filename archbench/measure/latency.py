@@ -86,6 +86,8 @@ class BackendResult:
     batch1: LatencyStats | None = None
     throughput: dict[int, float] = field(default_factory=dict)  # batch size -> images/s
     threads: int | None = None
+    cold_start: dict[str, Any] | None = None  # fresh-interpreter stages (profile.deployment)
+    memory: dict[str, Any] | None = None  # peak inference memory, from the same interpreter
 
     @property
     def ok(self) -> bool:
@@ -101,6 +103,8 @@ class BackendResult:
             "batch1": self.batch1.to_dict() if self.batch1 is not None else None,
             # JSON object keys are strings; write them so a reloaded file compares equal.
             "throughput": {str(batch): ips for batch, ips in sorted(self.throughput.items())},
+            "cold_start": self.cold_start,
+            "memory": self.memory,
         }
 
 

@@ -10,6 +10,7 @@ was asked for cannot start; a benchmark must not, so :func:`create_session` comp
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,21 @@ OPTIMIZATIONS = {
 }
 _PROVIDER_OPTIONS = {"CUDAExecutionProvider": {"device_id": 0}}
 _INSTALL_HINT = {"CUDAExecutionProvider": "; install onnxruntime-gpu"}
+
+
+_preloaded = False
+
+
+def _preload_cuda_libraries(ort) -> None:
+    """Load the CUDA and cuDNN libraries of the pip ``nvidia-*`` packages (``archbench[gpu]``
+    installs them) before a CUDA session looks for them: without it the provider fails to load
+    ``libcurand`` & co. and the session silently runs on the CPU. Once per process; 1.21+."""
+    global _preloaded
+    if not _preloaded and hasattr(ort, "preload_dlls"):
+        # Best effort: a library still missing shows as the session's fallback, with its reason.
+        with contextlib.suppress(Exception):
+            ort.preload_dlls()
+    _preloaded = True
 
 
 @dataclass(frozen=True)
@@ -54,12 +70,15 @@ def create_session(
     device: str = "cpu",
     threads: int | None = None,
     optimization: str = "all",
+    profile_prefix: str | None = None,
 ) -> OrtSession:
     """Open ``model`` (an ONNX file or its serialized bytes) on ``device`` ("cpu" or "cuda").
 
     ``threads`` sets the intra-op thread count (``None``: onnxruntime's default); the inter-op
     count is 1 and execution sequential, so a latency is one stream of work. ``optimization``
-    is one of :data:`OPTIMIZATIONS` (default ``"all"``, ``ORT_ENABLE_ALL``). Errors while
+    is one of :data:`OPTIMIZATIONS` (default ``"all"``, ``ORT_ENABLE_ALL``). ``profile_prefix``
+    turns on ONNX Runtime's own per-node profiler, writing ``<prefix>_<date>.json`` when the
+    caller calls ``session.end_profiling()`` (the layer-wise roofline reads it). Errors while
     loading the model propagate; a missing or unused provider is reported in the result.
     """
     import onnxruntime as ort
@@ -72,6 +91,8 @@ def create_session(
         )
     requested = PROVIDERS[device]
     wanted = requested[0]
+    if device == "cuda":
+        _preload_cuda_libraries(ort)
     available = ort.get_available_providers()
     if wanted not in available:
         reason = (
@@ -88,6 +109,9 @@ def create_session(
     options.inter_op_num_threads = 1
     if threads is not None:
         options.intra_op_num_threads = int(threads)
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     providers = [
         (name, _PROVIDER_OPTIONS[name]) if name in _PROVIDER_OPTIONS else name for name in requested
     ]

@@ -29,11 +29,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import files
+from .. import files, paths
+from . import precision
 from .onnxrt import create_session
 from .sysinfo import machine_id
 
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "archbench" / "peak"
 DEFAULT_MATMUL_N = {"cpu": 2048, "cuda": 8192}
 DEFAULT_COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 1024 * 2**20}
 DEFAULT_REPEATS = 5
@@ -52,6 +52,7 @@ class MachinePeak:
     device_name: str | None = None
     probes: dict[str, float] = field(default_factory=dict)  # GFLOP/s of each probe
     bandwidth_probes: dict[str, float] = field(default_factory=dict)  # GB/s of each probe
+    precision: dict | None = None  # CUDA: the TF32/cuDNN switches the probe ran under
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -195,8 +196,9 @@ def measure_peak(
     ``probes``.
 
     On the CPU, ``threads`` intra-op threads are used (default: torch's current count) and the
-    previous count is restored. On CUDA, timing uses CUDA events with synchronization, and TF32
-    is left as configured (off by default for matmuls), so the figure is true fp32.
+    previous count is restored. On CUDA, timing uses CUDA events with synchronization, under
+    the caller's precision policy (:func:`archbench.measure.precision.applied`; profiles turn
+    TF32 off unless asked), which the result records in ``precision``.
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
@@ -246,6 +248,7 @@ def measure_peak(
         device_name=name,
         probes=probes,
         bandwidth_probes=bandwidth,
+        precision=precision.current_state() if device == "cuda" else None,
     )
 
 
@@ -259,13 +262,15 @@ def _onnxruntime_version() -> str:
 
 def peak_cache_path(cache_dir: Path | None, device: str, threads: int | None) -> Path:
     """Where :func:`cached_peak` keeps the probe for this machine, device, threads and torch."""
-    directory = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+    directory = Path(cache_dir) if cache_dir is not None else paths.peak_cache_dir()
     threads = threads if threads is not None else torch.get_num_threads()
     parts = [machine_id(), device, f"t{threads}", f"torch{torch.__version__}"]
     if device == "cpu":
         parts.append(f"ort{_onnxruntime_version()}")
-    if device == "cuda" and torch.cuda.is_available():
-        parts.append(torch.cuda.get_device_name(0))
+    if device == "cuda":  # a TF32 peak is another figure than an fp32 one
+        parts.append("tf32" if precision.current_state()["tf32_matmul"] else "fp32")
+        if torch.cuda.is_available():
+            parts.append(torch.cuda.get_device_name(0))
     key = re.sub(r"[^A-Za-z0-9.+-]+", "_", "-".join(parts))
     return directory / f"{key}.json"
 
@@ -279,7 +284,8 @@ def cached_peak(
 ) -> MachinePeak:
     """:func:`measure_peak`, measured once per machine/device/threads/torch and then reused.
 
-    The cache lives in ``cache_dir`` (default ``~/.cache/archbench/peak``); an unreadable entry
+    The cache lives in ``cache_dir`` (default ``$ARCHBENCH_CACHE/peak``, that is
+    ``~/.cache/archbench/peak`` unless set: :mod:`archbench.paths`); an unreadable entry
     is measured again and overwritten.
     """
     threads = threads if threads is not None else torch.get_num_threads()

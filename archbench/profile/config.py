@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..measure.backends import BACKENDS
+from ..measure.quantize import DEFAULT_CALIBRATION_SAMPLES
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class ProfileConfig:
     parity_samples: int = 100
     top_layers: int = 15
     peak_cache_dir: Path | None = None
+    tf32: bool = False  # CUDA fp32 matmuls and convolutions may use TF32 (measure.precision)
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES  # int8: training images calibrated on
+    cold_start: bool = True  # fresh-interpreter cold start and memory per backend
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -2,9 +2,10 @@
 
 :func:`profile_model` measures a model and writes its profile directory:
 
-* ``profile.json``: parameters, serialized sizes, MACs, accuracy, ONNX export and parity,
-  per-backend latency, the machine's peaks and a roofline reading, with the system description
-  and the configuration (written last, atomically);
+* ``profile.json``: parameters, serialized sizes, MACs (and ``complexity``: FLOPs, the
+  convention, MACs per operator and the operators fvcore could not count), accuracy, ONNX
+  export and parity, per-backend latency, the machine's peaks and a roofline reading, with the
+  system description and the configuration (written last, atomically);
 * ``state_dict.pt`` (``torch.save`` of the state dict: its size is the study's "storage size")
   and ``model.onnx`` (its size is reported too); both sizes are the real file sizes;
 * ``macs_by_layer.csv`` (the heaviest layers) and ``confusion_matrix.csv`` (when labels are
@@ -30,14 +31,17 @@ from torch import nn
 from .. import files
 from ..errors import ArchbenchError, describe_error
 from ..evaluate.classification import accuracy_report, predict_logits
-from ..measure import exclusive
-from ..measure.backends import backend_method, device_of, parse_backends
-from ..measure.complexity import count_macs, count_parameters, macs_by_layer
+from ..evaluate.regroup import GroupMap, evaluate_regrouped, write_regrouped
+from ..measure import exclusive, precision
+from ..measure.backends import backend_method, device_of, is_onnxruntime, parse_backends
+from ..measure.complexity import count_complexity, count_parameters, macs_by_layer
 from ..measure.export import OPSET, ExportResult, ParityResult, check_parity, export_onnx
 from ..measure.latency import BackendResult, measure_latency
+from ..measure.precision import PrecisionPolicy
 from ..measure.roofline import MachinePeak, cached_peak, min_bytes_moved, roofline
 from ..measure.sysinfo import describe_system
 from ..train import rundir
+from . import deployment
 from .config import ProfileConfig
 from .outputs import json_safe, save_state_dict, write_confusion, write_csv
 
@@ -87,13 +91,17 @@ def _check_inputs(samples, labels, eval_images, class_names, num_classes, config
 
 
 def _complexity(model, input_shape, out_dir: Path, top_layers: int, say: Say):
-    """Parameters, MACs (or why not) and ``macs_by_layer.csv`` of the heaviest layers."""
+    """Parameters, the complexity record (or why not) and ``macs_by_layer.csv``."""
     params = count_parameters(model)
+    complexity: dict[str, Any] | None = None
     macs: int | None = None
     macs_error: str | None = None
     layers_csv = out_dir / "macs_by_layer.csv"
     try:
-        macs = count_macs(model, input_shape)
+        counted = count_complexity(model, input_shape)
+        complexity, macs = counted.to_dict(), counted.macs
+        if counted.uncounted_ops:
+            say(f"  MACs leave out {', '.join(counted.uncounted_ops)} (no fvcore counter)")
     except Exception as error:  # recorded, not swallowed: macs is null with its reason
         macs_error = describe_error(error)
     try:
@@ -109,7 +117,7 @@ def _complexity(model, input_shape, out_dir: Path, top_layers: int, say: Say):
     except Exception as error:
         layers_csv.unlink(missing_ok=True)  # no stale table from an earlier run
         say(f"  MACs by layer unavailable: {describe_error(error)}")
-    return params, macs, macs_error
+    return params, complexity, macs, macs_error
 
 
 def _export_and_parity(model, onnx_path: Path, inputs: _Inputs, threads: int, say: Say):
@@ -130,34 +138,40 @@ def _export_and_parity(model, onnx_path: Path, inputs: _Inputs, threads: int, sa
     return exported, parity
 
 
-def _accuracy(model, inputs: _Inputs, out_dir: Path, threads: int, say: Say):
-    """The accuracy block and ``confusion_matrix.csv``, when labels were given."""
+def _accuracy(model, inputs: _Inputs, out_dir: Path, threads: int, group_map, say: Say):
+    """The accuracy and regrouped blocks and their files, when labels were given."""
     if inputs.labels is None:
         (out_dir / "confusion_matrix.csv").unlink(missing_ok=True)  # none from an earlier run
-        return None
+        return None, None
     say(f"accuracy on {inputs.evaluation.shape[0]} images")
     logits = predict_logits(model, inputs.evaluation.to(torch.float32), threads=threads)
     accuracy, confusion = accuracy_report(logits, inputs.labels, inputs.class_names)
     write_confusion(out_dir / "confusion_matrix.csv", confusion, inputs.class_names)
-    return accuracy
+    if group_map is None:
+        return accuracy, None
+    say(f"regrouped as {group_map.name}: merged confusion matrix and ROC")
+    evaluation = evaluate_regrouped(group_map, logits, inputs.labels)
+    return accuracy, {**evaluation.summary, "files": write_regrouped(out_dir, evaluation)}
 
 
 def _latency(
-    model, backends, exported: ExportResult, inputs, config: ProfileConfig, threads: int, say: Say
+    model, backends, exported: ExportResult, paths, made, inputs, config, threads: int, say: Say
 ) -> dict[str, BackendResult]:
     """Every backend asked for, each ``ok``, ``skipped`` or ``error`` with its reason."""
     latency: dict[str, BackendResult] = {}
     for backend in backends:
-        if backend.endswith("-onnxruntime") and not exported.ok:
-            latency[backend] = BackendResult(
-                backend, "skipped", f"ONNX export failed: {exported.error}", backend_method(backend)
-            )
-            continue
+        if is_onnxruntime(backend) and backend not in paths:
+            reason = deployment.missing_model_reason(backend, exported, made)
+            if reason is not None:
+                latency[backend] = BackendResult(
+                    backend, "skipped", reason, backend_method(backend)
+                )
+                continue
         say(f"latency {backend} ({inputs.latency.shape[0]} samples)")
         result = latency[backend] = measure_latency(
             backend,
             model=model,
-            onnx_path=exported.path if exported.ok else None,
+            onnx_path=paths.get(backend),
             samples=inputs.latency,
             warmup=config.warmup,
             threads=threads,
@@ -226,6 +240,8 @@ def _measure(
     labels: torch.Tensor | None,
     eval_images: torch.Tensor | None,
     class_names: list[str] | None,
+    calibration: torch.Tensor | None,
+    group_map: GroupMap | None,
     config: ProfileConfig,
     say: Say,
 ) -> dict[str, Any]:
@@ -238,16 +254,31 @@ def _measure(
 
     say("system and complexity")
     system = describe_system(threads)
-    params, macs, macs_error = _complexity(
+    params, complexity, macs, macs_error = _complexity(
         model, inputs.input_shape, out_dir, config.top_layers, say
     )
     say("state dict and ONNX export")
     state_dict_bytes = save_state_dict(model, out_dir / "state_dict.pt")
     exported, parity = _export_and_parity(model, out_dir / "model.onnx", inputs, threads, say)
-    accuracy = _accuracy(model, inputs, out_dir, threads, say)
-    latency = _latency(model, backends, exported, inputs, config, threads, say)
+    paths, made = deployment.reduced_precision_models(
+        model, backends, exported, calibration, config.calibration_samples, out_dir, say
+    )
+    accuracy, regrouped = _accuracy(model, inputs, out_dir, threads, group_map, say)
+    latency = _latency(model, backends, exported, paths, made, inputs, config, threads, say)
+    images = inputs.evaluation if inputs.labels is not None else inputs.latency
+    fp32_size = os.path.getsize(exported.path) if exported.ok else None
+    numerics = deployment.numerics(
+        model, latency, paths, images, inputs.labels, fp32_size, threads, say
+    )
+    if config.cold_start:
+        deployment.cold_starts(
+            arch, num_classes, latency, paths, out_dir, inputs.latency[:1], threads, say
+        )
     peak, rooflines = _rooflines(
         model, inputs, num_classes, macs, macs_error, latency, config, threads, say
+    )
+    deployment.layerwise(
+        model, rooflines, peak, latency, paths, inputs.latency[:1], macs, out_dir, threads, say
     )
     return {
         "arch": arch,
@@ -256,17 +287,22 @@ def _measure(
         "params": {"trainable": params.trainable, "total": params.total},
         "size_bytes": {
             "state_dict": state_dict_bytes,
-            "onnx": os.path.getsize(exported.path) if exported.ok else None,
+            "onnx": fp32_size,
+            "onnx_int8": (made.get("int8") or {}).get("size_bytes"),
         },
         "macs": macs,
         "macs_error": macs_error,
+        "complexity": complexity,
         "accuracy": accuracy,
+        "regrouped": regrouped,
         "onnx": {
             "ok": exported.ok,
             "opset": OPSET,
             "error": exported.error,
             "parity": parity.to_dict(),
         },
+        "quantization": made.get("int8"),
+        "numerics": numerics,
         "latency": {backend: result.to_dict() for backend, result in latency.items()},
         "peak": peak,
         "roofline": rooflines,
@@ -297,6 +333,8 @@ def profile_model(
     labels: torch.Tensor | None = None,
     eval_images: torch.Tensor | None = None,
     class_names: list[str] | None = None,
+    calibration: torch.Tensor | None = None,
+    group_map: GroupMap | None = None,
     config: ProfileConfig = ProfileConfig(),  # noqa: B008  (frozen, so a shared default is safe)
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -312,6 +350,10 @@ def profile_model(
         labels: when given, accuracy is computed on ``eval_images`` (default: ``samples``).
         eval_images: images matching ``labels``.
         class_names: names for per-class figures (default ``"0"``, ``"1"``, ...).
+        calibration: normalized training images for int8 calibration (the int8 backend is
+            skipped without them; never test images).
+        group_map: also judge the model on these merged classes (``regrouped`` in the profile;
+            ``regrouped_confusion_matrix.csv``, ``roc_curve.csv`` and ``roc_curve.png``).
         config: what to measure and how.
         progress: called with a short status line before each stage.
 
@@ -321,8 +363,11 @@ def profile_model(
     """
     say = progress or (lambda line: None)
     record: dict[str, Any] = {}
+    policy = PrecisionPolicy(tf32=config.tf32)
     say("waiting for this node to be free of other archbench jobs")
-    with exclusive.measuring(record):
+    # Latency and the peak probe under one precision policy, so their ratio compares like with
+    # like; the GPU's clocks are read at the end, while it is still warm.
+    with exclusive.measuring(record), precision.applied(policy) as precision_state:
         profile = _measure(
             model,
             arch=arch,
@@ -332,10 +377,14 @@ def profile_model(
             labels=labels,
             eval_images=eval_images,
             class_names=class_names,
+            calibration=calibration,
+            group_map=group_map,
             config=config,
             say=say,
         )
-    profile = json_safe({**profile, "exclusive": record})
+        clocks = precision.gpu_clocks() if torch.cuda.is_available() else None
+    cuda_precision = {"policy": policy.to_dict(), **precision_state, "clocks": clocks}
+    profile = json_safe({**profile, "cuda_precision": cuda_precision, "exclusive": record})
     text = json.dumps(profile, indent=2, allow_nan=False) + "\n"
     files.write_bytes(Path(out_dir) / rundir.PROFILE, text.encode())
     say(f"wrote {Path(out_dir) / rundir.PROFILE}")

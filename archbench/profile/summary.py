@@ -26,7 +26,12 @@ def print_summary(profile: dict[str, Any], console) -> None:
         f"  params {params.get('trainable', 0):,} trainable"
         f" | state_dict {_mb(sizes.get('state_dict'))} | onnx {_mb(sizes.get('onnx'))}"
         f" | MACs {f'{macs / 1e6:.1f} M' if macs is not None else 'n/a'}"
+        " (1 MAC = 2 FLOPs)"
     )
+    uncounted = (profile.get("complexity") or {}).get("uncounted_ops") or {}
+    if uncounted:
+        missed = ", ".join(f"{op} x{count}" for op, count in uncounted.items())
+        console.print(f"  MACs leave out {escape(missed)} (no fvcore counter)", highlight=False)
     accuracy = profile.get("accuracy")
     if accuracy:
         top5 = accuracy.get("top5")
@@ -34,6 +39,15 @@ def print_summary(profile: dict[str, Any], console) -> None:
             f"  accuracy top-1 {100 * accuracy['top1']:.2f}%"
             + (f", top-5 {100 * top5:.2f}%" if top5 is not None else "")
             + f", macro F1 {accuracy['macro']['f1']:.3f} on {accuracy['n']:,} images"
+        )
+    regrouped = profile.get("regrouped")
+    if regrouped:
+        auc = regrouped.get("roc_auc")
+        console.print(
+            f"  regrouped ({escape(str(regrouped['name']))}): accuracy "
+            f"{100 * regrouped['accuracy']:.2f}% ({regrouped['errors']} errors), macro F1 "
+            f"{regrouped['macro']['f1']:.3f}, ROC-AUC "
+            + (f"{auc:.4f}" if auc is not None else "n/a")
         )
     onnx = profile.get("onnx") or {}
     parity = onnx.get("parity") or {}

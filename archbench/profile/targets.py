@@ -14,23 +14,28 @@ from typing import Any
 import torch
 from rich.markup import escape
 
-from architectures import create_arch
+from architectures import arch_info, check_output, create_arch
 
-from ..data import DataConfig, load_data, normalize
+from ..data import DataConfig, dataset_shape, load_data, normalize
 from ..errors import ArchbenchError
+from ..locks import DirectoryLock
+from ..measure.quantize import calibration_subset
 from ..train import rundir
-from ..train.transfer.setup import model_for_checkpoint
 from .config import ProfileConfig
+from .loaded import load_run
 from .model import profile_model
 from .summary import print_summary
 
 
-def _test_images(data_config: DataConfig, mean, std) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """The dataset's test split, normalized as in training: (images, labels, class names)."""
+def _test_images(data_config: DataConfig, mean, std, calibration_samples: int):
+    """The test split normalized as in training (images, labels, class names), and the
+    ``calibration_samples`` training images int8 calibration reads, normalized the same way."""
     data = load_data(data_config)
-    images = normalize(data.test.images, data.mean if mean is None else mean,
-                       data.std if std is None else std)  # fmt: skip
-    return images, data.test.labels, list(data.classes)
+    mean = data.mean if mean is None else mean
+    std = data.std if std is None else std
+    images = normalize(data.test.images, mean, std)
+    calibration = normalize(calibration_subset(data.train.images, calibration_samples), mean, std)
+    return images, data.test.labels, list(data.classes), calibration
 
 
 def _say(console, quiet: bool) -> Callable[[str], None]:
@@ -43,58 +48,50 @@ def profile_run(
     run_dir: Path,
     config: ProfileConfig = ProfileConfig(),  # noqa: B008  (frozen, so a shared default is safe)
     *,
+    regroup: str | None = None,
     console=None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Profile a run's selected checkpoint (``best.pt``) on its own test split, into the run dir.
 
     The checkpoint must match the run's architecture and class count: a file copied in from
-    another run is refused before anything is measured or written.
+    another run is refused before anything is measured or written. ``regroup`` (a preset or
+    file) also judges the fine model on merged classes, under ``regrouped`` in the profile.
     """
     from rich.console import Console
 
     console = console or Console()
-    info = rundir.read_run(run_dir)
-    train, described = info.config["train"], info.config.get("data", {})
-    expect = {"arch": train["arch"], "num_classes": described.get("num_classes")}
-    best_path = info.path / rundir.BEST
-    if not best_path.is_file():
-        raise ArchbenchError(
-            f"{info.path} has no {rundir.BEST} to profile (status {info.status}); "
-            "train it to completion or resume it first"
-        )
-    best = rundir.load_checkpoint(best_path, expect={k: v for k, v in expect.items() if v})
-    model = model_for_checkpoint(best)  # a plain network, or a head on a backbone
-    try:
-        model.load_state_dict(best["model"])
-    except RuntimeError as error:
-        raise ArchbenchError(
-            f"{best_path} does not fit {best['arch']} with {best['num_classes']} classes: "
-            f"{str(error).splitlines()[0]}"
-        ) from None
-    data_config = DataConfig(
-        dataset=train["dataset"],
-        data_dir=Path(train["data_dir"]).expanduser() if train.get("data_dir") else None,
-        val_fraction=train.get("val_fraction", 0.1),
-        split_seed=train.get("seed", 0),
-        download=False,
+    run = load_run(run_dir)
+    group_map = None
+    if regroup is not None:
+        if run.trained_groups is not None:
+            raise ArchbenchError(
+                f"{run.path} was trained on the groups of {run.trained_groups.name!r}: its "
+                "accuracy already is the grouped one; --regroup is for a fine model"
+            )
+        group_map = run.groups_for(regroup)
+    if config.threads is None and run.threads:
+        config = replace(config, threads=run.threads)
+    calibration = normalize(
+        calibration_subset(run.train_images, config.calibration_samples), run.mean, run.std
     )
-    images, labels, classes = _test_images(data_config, best.get("mean"), best.get("std"))
-    if config.threads is None and train.get("threads"):
-        config = replace(config, threads=int(train["threads"]))
     say = _say(console, quiet)
-    say(f"profiling {best['arch']} from {best_path} (epoch {best.get('epoch')})")
-    profile = profile_model(
-        model,
-        arch=best["arch"],
-        num_classes=best["num_classes"],
-        out_dir=info.path,
-        samples=images,
-        labels=labels,
-        class_names=classes or best.get("classes"),
-        config=config,
-        progress=say,
-    )
+    best_path = run.path / rundir.BEST
+    say(f"profiling {run.arch} from {best_path} (epoch {run.checkpoint.get('epoch')})")
+    with DirectoryLock(run.path, "profiling"):  # not while a trainer still writes it
+        profile = profile_model(
+            run.model,
+            arch=run.arch,
+            num_classes=run.checkpoint["num_classes"],
+            out_dir=run.path,
+            samples=run.images,
+            labels=run.labels,
+            class_names=run.class_names,
+            calibration=calibration,
+            group_map=group_map,
+            config=config,
+            progress=say,
+        )
     if not quiet:
         print_summary(profile, console)
     return profile
@@ -106,26 +103,38 @@ def profile_untrained(
     num_classes: int = 10,
     dataset: str = "digits",
     data_dir: Path | None = None,
-    out_dir: Path,
+    input_size: int | None = None,
+    out_dir: Path | Callable[[], Path],
     config: ProfileConfig = ProfileConfig(),  # noqa: B008
     console=None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Profile a freshly initialized network: latency, size and MACs do not depend on training.
 
-    Inputs are still real test images of ``dataset`` (the embedded digits by default), so the
-    timed work is what a deployed model would see; accuracy is omitted.
+    Inputs are still real test images of ``dataset`` (the embedded digits by default), at the
+    network's input shape (``input_size`` overrides height and width), so the timed work is
+    what a deployed model would see; accuracy is omitted. ``out_dir`` may be a function that
+    makes the directory: it is called only once the network is built and runs on the images,
+    so a bad ``--arch`` leaves nothing behind.
     """
     from rich.console import Console
 
     console = console or Console()
     if num_classes < 1:
         raise ArchbenchError(f"--num-classes must be positive, got {num_classes}")
+    if input_size is not None and input_size < 1:
+        raise ArchbenchError(f"--input-size must be positive, got {input_size}")
+    shape = arch_info(arch).input_shape(dataset_shape(dataset), input_size)
     torch.manual_seed(0)
-    model = create_arch(arch, num_classes=num_classes)
-    images, _, _ = _test_images(
-        DataConfig(dataset=dataset, data_dir=data_dir, download=False), None, None
+    model = create_arch(arch, num_classes=num_classes, in_channels=shape[0])
+    check_output(model, arch, shape, num_classes)
+    images, _, _, calibration = _test_images(
+        DataConfig(dataset=dataset, data_dir=data_dir, download=False, input_shape=shape),
+        None,
+        None,
+        config.calibration_samples,
     )
+    out_dir = out_dir() if callable(out_dir) else out_dir
     say = _say(console, quiet)
     say(f"profiling untrained {arch} ({num_classes} classes) on {dataset} test images -> {out_dir}")
     profile = profile_model(
@@ -134,6 +143,7 @@ def profile_untrained(
         num_classes=num_classes,
         out_dir=out_dir,
         samples=images,
+        calibration=calibration,
         config=config,
         progress=say,
     )

@@ -3,7 +3,9 @@
 - :mod:`.collect`: :func:`collect_runs` reads what the trainer and profiler left in each run.
 - :mod:`.tables`: :func:`run_table` flattens complete runs into one numeric DataFrame (the data
   ``--format csv|json`` emits); the relative, GPU-against-CPU and roofline tables derive from it.
-- :mod:`.study`: a published study's figures next to ours.
+- :mod:`.aggregate`: runs that differ only in seed as one row (mean ± std, n, t-interval).
+- :mod:`.study`: a published study's figures next to ours; :mod:`.study_targets`: the
+  reproduction's targets met or not, and training cost per network.
 - :mod:`.figures`: training curves and accuracy against cost with the Pareto front.
 - :mod:`.markdown`: :func:`write_report`, the page with every table and figure.
 - :mod:`.render`: any DataFrame as a rich table, markdown, CSV or JSON (``archbench list``).

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import files
 from ..errors import ArchbenchError
-from ..train import rundir
+from ..train import TrainConfig, rundir
+from ..train.config import DEFAULT_MAX_EPOCHS as STUDY_MAX_EPOCHS
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,35 @@ class RunRecord:
     def complete(self) -> bool:
         return self.status == "complete"
 
+    @property
+    def budget_epochs(self) -> int | None:
+        """The epoch budget a run stopped at before its schedule's natural stop, else None.
+
+        Budgeted = ``max_epochs`` below the study's 200, all of them run, and (for the plateau
+        schedules) fewer LR drops than the schedule stops at.
+        """
+        train, result = self.config["train"], self.result
+        max_epochs, epochs = train.get("max_epochs"), result.get("epochs_run")
+        if not max_epochs or max_epochs >= STUDY_MAX_EPOCHS or (epochs or 0) < max_epochs:
+            return None
+        schedule = TrainConfig.from_dict(train).make_schedule()
+        max_drops = getattr(getattr(schedule, "config", None), "max_drops", None)
+        if max_drops is not None and result.get("lr_drops", 0) >= max_drops:
+            return None
+        return int(max_epochs)
+
+    @property
+    def train_seconds(self) -> float | None:
+        """Wall seconds of all training epochs (``metrics.csv``'s ``epoch_seconds`` summed)."""
+        seconds = [row.get("epoch_seconds") for row in self.metrics]
+        return float(sum(seconds)) if seconds and None not in seconds else None
+
+    @property
+    def threads(self) -> int | None:
+        return self.config["train"].get("threads") or nested_get(
+            self.config, "system", "torch_threads"
+        )
+
 
 def find_run_dirs(runs_dir: Path) -> list[Path]:
     """Every run directory (one holding ``config.json``) under ``runs_dir``, sorted by path."""
@@ -56,13 +85,24 @@ def find_run_dirs(runs_dir: Path) -> list[Path]:
 
 
 def _read_metrics(path: Path) -> list[dict]:
+    """Per-epoch rows of ``metrics.csv`` (none if absent: the report then has no curves)."""
     if not path.is_file():
         return []
-    with open(path, encoding="utf-8") as stream:
-        return [
-            {key: float(value) if value not in ("", None) else None for key, value in row.items()}
-            for row in csv.DictReader(stream)
-        ]
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return [
+                {key: _number(value) for key, value in row.items() if key is not None}
+                for row in csv.DictReader(stream)
+            ]
+    except (OSError, ValueError, csv.Error) as error:
+        raise ArchbenchError(
+            f"{path} is corrupt or truncated ({error}); remove it to report the run without "
+            "its training curves (a resumed run rewrites it after its next epoch)"
+        ) from None
+
+
+def _number(value: str | None) -> float | None:
+    return float(value) if value not in ("", None) else None
 
 
 def collect_runs(paths: Iterable[Path]) -> list[RunRecord]:
@@ -71,10 +111,9 @@ def collect_runs(paths: Iterable[Path]) -> list[RunRecord]:
     for path in paths:
         info = rundir.read_run(path)
         profile_path = info.path / rundir.PROFILE
-        try:
-            profile = files.read_json(profile_path) if profile_path.is_file() else None
-        except ValueError as error:
-            raise ArchbenchError(f"{profile_path} is not valid JSON ({error})") from None
+        profile = None
+        if profile_path.is_file():
+            profile = rundir.read_json_file(profile_path, rundir.profile_remedy(info.path))
         records.append(
             RunRecord(
                 path=info.path,

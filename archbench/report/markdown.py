@@ -12,12 +12,17 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, files
+from ..measure.complexity import MACS_CONVENTION
 from ..train import rundir
+from .aggregate import aggregate_seeds
 from .collect import RunRecord, nested_get
 from .figures import write_figures
+from .run_figures import run_figures_section
 from .study import study_comparison, study_latency_ratios
+from .study_targets import COST_NOTE, cost_table, target_lines
 from .tables import (
     backends_in,
+    cold_start_table,
     efficiency_table,
     gpu_speedup_table,
     is_missing,
@@ -27,6 +32,12 @@ from .tables import (
 from .transfer import transfer_sections
 
 REPORT_FORMATS = ("md", "csv", "json")
+SEED_GROUPS_NOTE = (
+    "Rows with n > 1 aggregate runs that differ only in seed: top-1/top-5 mean ± sample std, "
+    "best epoch and epochs as ranges, latency pooled (mean of the per-run means ± the std of "
+    "all samples together)."
+)
+MACS_COLUMN = "MMACs (1 MAC = 2 FLOPs)"
 
 
 def _conditions(records: Sequence[RunRecord]) -> list[str]:
@@ -84,24 +95,61 @@ def _markdown(frame: pd.DataFrame, digits: int = 2) -> str:
     return shown.to_markdown(index=False, disable_numparse=True)
 
 
-def study_shaped_table(group: pd.DataFrame) -> pd.DataFrame:
-    """The study's table shape for one dataset: accuracy, params, size, MACs, latency ± std."""
+def macs_footnotes(group: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Architecture labels marked ``[n]`` where the MAC count misses operators, and the notes."""
+    labels, notes = [], []
+    misses = group["macs_miss"] if "macs_miss" in group else [""] * len(group)
+    for arch, miss in zip(group["arch"], misses, strict=True):
+        if isinstance(miss, str) and miss:
+            notes.append(f"[{len(notes) + 1}] {arch}: MMACs leave out {miss} (no fvcore counter)")
+            arch = f"{arch} [{len(notes)}]"
+        labels.append(arch)
+    return labels, notes
+
+
+def study_shaped_table(group: pd.DataFrame, *, mark_budget: bool = False) -> pd.DataFrame:
+    """The study's table shape for one dataset: accuracy, params, size, MACs, latency ± std.
+
+    Seed groups (``n`` > 1, from :func:`aggregate_seeds`) show accuracy as mean ± std, epoch
+    ranges and an ``n`` column; ``mark_budget`` shows budgeted runs' epochs as such.
+    """
     show_top5 = int(group["num_classes"].iloc[0]) > 10
-    frame = pd.DataFrame({"architecture": group["arch"]})
-    frame["top-1 %"] = 100 * group["top1"]
+    seeded = "n" in group.columns and bool((group["n"] > 1).any())
+    frame = pd.DataFrame({"architecture": macs_footnotes(group)[0]}, index=group.index)
+    frame["top-1 %"] = _accuracy(group, "top1") if seeded else 100 * group["top1"]
     if show_top5:
-        frame["top-5 %"] = 100 * group["top5"]
+        frame["top-5 %"] = _accuracy(group, "top5") if seeded else 100 * group["top5"]
     frame["params"] = group["params"].astype("Int64")
     frame["size MB"] = group["size_mb"]
-    frame["MMACs"] = group["macs"] / 1e6
+    frame[MACS_COLUMN] = group["macs"] / 1e6
+    if group["int8_top1"].notna().any():  # the int8 model, measured in the same profile
+        frame["int8 top-1 %"] = 100 * group["int8_top1"]
+        frame["int8 diff (points)"] = group["int8_diff_pts"]
+        frame["int8 size MB"] = group["int8_size_mb"]
     for backend in backends_in(group):
         mean, std = group[f"{backend}_mean_ms"], group[f"{backend}_std_ms"]
         frame[f"{backend} ms"] = [
             "-" if is_missing(m) else f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, std, strict=True)
         ]
-    frame["best epoch"] = group["best_epoch"].astype("Int64")
-    frame["epochs"] = group["epochs_run"].astype("Int64")
+    for column, name in (("best_epoch", "best epoch"), ("epochs_run", "epochs")):
+        frame[name] = group[column].astype(str) if seeded else group[column].astype("Int64")
+    if mark_budget and "budget_epochs" in group.columns:
+        frame["epochs"] = [
+            shown if is_missing(budget) else f"budgeted ({int(budget)} epochs)"
+            for shown, budget in zip(frame["epochs"], group["budget_epochs"], strict=True)
+        ]
+    if seeded:
+        frame["n"] = group["n"].astype(int)
     return frame.reset_index(drop=True)
+
+
+def _accuracy(group: pd.DataFrame, metric: str) -> list[str]:
+    """``mean ± std`` in percent for seed groups, the plain figure for single runs."""
+    std = group.get(f"{metric}_std", pd.Series([None] * len(group), index=group.index))
+    return [
+        "-" if is_missing(m) else f"{100 * m:.2f}" + ("" if is_missing(s) else f" ± {100 * s:.2f}")
+        for m, s in zip(group[metric], std, strict=True)
+    ]
 
 
 def render_markdown(
@@ -113,6 +161,7 @@ def render_markdown(
     study: str | None,
     figures: Sequence[Path] = (),
     notes: Sequence[str] = (),
+    run_sections: Sequence[str] = (),
 ) -> str:
     """The page: ``table`` is :func:`run_table` of ``records`` (which also name incomplete runs)."""
     lines = [f"# {title}", "", *_conditions(records), *[f"- {note}" for note in notes], ""]
@@ -120,8 +169,17 @@ def render_markdown(
     if table.empty:
         lines += ["No complete rundir.", ""]
     for dataset, group in table.groupby("dataset", sort=False) if not table.empty else []:
-        lines += [f"## {dataset}", "", _markdown(study_shaped_table(group)), ""]
-        lines += ["Latency: batch 1, mean ± std over the profiled test samples.", ""]
+        shaped = study_shaped_table(group, mark_budget=bool(study))
+        lines += [f"## {dataset}", "", _markdown(shaped), ""]
+        lines += [
+            f"Latency: batch 1, mean ± std over the profiled test samples. MACs: fvcore, "
+            f"{MACS_CONVENTION}.",
+            "",
+        ]
+        if "n" in shaped.columns:
+            lines += [SEED_GROUPS_NOTE, ""]
+        footnotes = macs_footnotes(group)[1]
+        lines += [*[f"{note}  " for note in footnotes], ""] if footnotes else []
         curves = [f for f in figures if f"-{rundir.slug(dataset)}-accuracy-vs-" in f.name]
         lines += [f"![{f.stem}]({f.name})" for f in curves]
         lines += [""] if curves else []
@@ -146,10 +204,28 @@ def render_markdown(
             lines += [
                 "## Efficiency (roofline)",
                 "",
-                "Achieved GFLOP/s = 2 x MACs / p50 latency; % of the machine's measured peak; "
-                "lower bound = the fastest time the measured compute and memory peaks allow.",
+                f"Achieved GFLOP/s = 2 x MACs / p50 latency ({MACS_CONVENTION}); "
+                "% of the machine's measured peak; "
+                "lower bound = the fastest time the measured compute and memory peaks allow for "
+                "the whole network; layer-wise bound = the sum over layers of each layer's own "
+                "bound (its FLOPs at peak, or its weights and input and output activations at "
+                "the measured bandwidth, whichever is longer): the honest floor, and p50 vs "
+                "layer-wise is measured over it. Reduced-precision backends are compared with "
+                "the fp32 bounds.",
                 "",
                 _markdown(efficiency, 2),
+                "",
+            ]
+        cold = cold_start_table(table)
+        if not cold.empty:
+            lines += [
+                "## Cold start and inference memory",
+                "",
+                "Each backend in a fresh interpreter: loading the model from disk, creating the "
+                "session (or building the network), the first inference, against the steady "
+                "p50; memory = peak resident memory minus an interpreter with the same imports.",
+                "",
+                _markdown(cold, 2),
                 "",
             ]
     if study and not table.empty:
@@ -160,7 +236,9 @@ def render_markdown(
         else:
             lines += [
                 "Parameter counts against the study's row with the same class count; "
-                "accuracy only where the dataset is the study's.",
+                "accuracy only where the dataset is the study's. top1 t95 interval: our mean "
+                "± t(0.975, n - 1) x std / sqrt(n); study in t95 says whether the study's "
+                "top-1 lies in it (none for a single run).",
                 "",
                 _markdown(comparison, 2),
                 "",
@@ -169,7 +247,9 @@ def render_markdown(
         if not ratios.empty:
             lines += ["Latency as ratios (hardware differs; ratios travel):", ""]
             lines += [_markdown(ratios, 2), ""]
+        lines += _targets_section(table, study)
     lines += transfer_sections(records, _markdown)
+    lines += list(run_sections)
     curves = [f for f in figures if "-curves-" in f.name]
     if curves:
         lines += ["## Training curves", "", *[f"![{f.stem}]({f.name})" for f in curves], ""]
@@ -188,6 +268,15 @@ def render_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _targets_section(table: pd.DataFrame, study: str) -> list[str]:
+    """Per dataset: the issue's targets met or not, with the figures, and the training cost."""
+    lines = [f"## Targets of the study ({study})", ""]
+    for dataset, group in table.groupby("dataset", sort=False):
+        lines += [f"### {dataset}", "", *target_lines(group, study), ""]
+        lines += [_markdown(cost_table(group), 2), "", COST_NOTE, ""]
+    return lines
+
+
 def write_report(
     records: Sequence[RunRecord],
     out: Path,
@@ -200,10 +289,17 @@ def write_report(
     """Write the markdown page and its PNG figures beside it; return their paths."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    table = run_table(records)
+    table = aggregate_seeds(run_table(records))
     figures = write_figures(records, table, out.parent, out.stem)
     text = render_markdown(
-        records, table, title=title, baseline=baseline, study=study, figures=figures, notes=notes
+        records,
+        table,
+        title=title,
+        baseline=baseline,
+        study=study,
+        figures=figures,
+        notes=notes,
+        run_sections=run_figures_section(records, out.parent, out.stem),
     )
     files.write_text(out, text)
     return out, figures

@@ -40,7 +40,8 @@ def study_comparison(table: pd.DataFrame, study: str) -> pd.DataFrame:
     """Our figures next to the study's, network by network.
 
     Parameter counts are compared with the study's row for the same class count (they do not
-    depend on the data); accuracy and size only where the run's dataset is the study's.
+    depend on the data); accuracy and size only where the run's dataset is the study's, with
+    whether the study's top-1 lies in the 95% t-interval of our mean (seed groups, n >= 2).
     """
     published = load_study(study)
     rows = []
@@ -64,12 +65,28 @@ def study_comparison(table: pd.DataFrame, study: str) -> pd.DataFrame:
                 if same_data and not is_missing(row["top1"])
                 else None
             ),
+            **_interval_columns(row, float(ref["top1"]) if same_data else None),
             "size_mb": row["size_mb"],
             "study_size_mb": float(ref["size_mb"]),
             "size_diff_mb": None if is_missing(row["size_mb"]) else row["size_mb"] - ref["size_mb"],
         }
         rows.append(out)
     return pd.DataFrame(rows)
+
+
+def _interval_columns(row: pd.Series, study_top1: float | None) -> dict:
+    """n, our 95% t-interval of top-1 (n - 1 dof) and whether the study's value lies in it."""
+    n = int(row.get("n", 1)) if not is_missing(row.get("n")) else 1
+    if study_top1 is None or is_missing(row["top1"]):
+        return {"n": n, "top1_t95_interval": None, "study_in_t95": None}
+    if n < 2 or is_missing(row.get("top1_t95")):
+        return {"n": n, "top1_t95_interval": None, "study_in_t95": "n = 1: no interval"}
+    low, high = 100.0 * (row["top1"] - row["top1_t95"]), 100.0 * (row["top1"] + row["top1_t95"])
+    return {
+        "n": n,
+        "top1_t95_interval": f"{low:.2f}–{high:.2f}",
+        "study_in_t95": "yes" if low <= study_top1 <= high else "no",
+    }
 
 
 def study_latency_ratios(table: pd.DataFrame, study: str, baseline: str) -> pd.DataFrame:

@@ -14,16 +14,20 @@ import numpy as np
 import pandas as pd
 
 from ..measure.backends import BACKENDS
+from ..measure.complexity import describe_uncounted
+from .aggregate import group_keys
 from .collect import RunRecord, nested_get
 
 
 def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     """One numeric row per complete run: accuracy, size, MACs, latency and roofline per backend."""
     rows = []
-    for record in records:
+    groups = group_keys(records)
+    for record, group in zip(records, groups, strict=True):
         if not record.complete:
             continue
         profile, result = record.profile, record.result
+        seconds, threads = record.train_seconds, record.threads
         row: dict[str, Any] = {
             "dataset": record.dataset,
             "arch": record.arch,
@@ -33,11 +37,28 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
             "params": nested_get(profile, "params", "trainable"),
             "size_mb": _mb(nested_get(profile, "size_bytes", "state_dict")),
             "onnx_size_mb": _mb(nested_get(profile, "size_bytes", "onnx")),
+            "int8_size_mb": _mb(nested_get(profile, "size_bytes", "onnx_int8")),
+            "int8_top1": nested_get(profile, "numerics", "cpu-onnxruntime-int8", "top1"),
+            "int8_diff_pts": nested_get(
+                profile, "numerics", "cpu-onnxruntime-int8", "top1_delta_points"
+            ),
             "macs": nested_get(profile, "macs"),
+            # operators with multiplications fvcore could not count ("" when none)
+            "macs_miss": describe_uncounted(
+                nested_get(profile, "complexity", "uncounted_ops") or {}
+            ),
             "best_epoch": result.get("best_epoch"),
             "epochs_run": result.get("epochs_run"),
             "selected_on": result.get("selected_on"),
             "run_dir": str(record.path),
+            "seed": record.config["train"].get("seed"),
+            "group": group,
+            "budget_epochs": record.budget_epochs,
+            "train_seconds": seconds,
+            "epoch_seconds": _per(seconds, result.get("epochs_run")),
+            "threads": threads,
+            "cpu_model": nested_get(record.config, "system", "cpu_model"),
+            "cpu_hours": None if seconds is None or not threads else seconds * threads / 3600,
         }
         for backend in BACKENDS:
             stats = nested_get(profile, "latency", backend, "batch1")
@@ -50,8 +71,19 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
             row[f"{backend}_gflops"] = roof.get("achieved_gflops")
             row[f"{backend}_peak_fraction"] = roof.get("fraction_of_peak")
             row[f"{backend}_lower_bound_ms"] = roof.get("lower_bound_ms")
+            row[f"{backend}_layerwise_bound_ms"] = roof.get("layerwise_bound_ms")
+            cold = nested_get(profile, "latency", backend, "cold_start") or {}
+            for stage in ("load_ms", "session_ms", "first_inference_ms"):
+                row[f"{backend}_cold_{stage}"] = cold.get(stage)
+            row[f"{backend}_memory_mb"] = _mb(
+                nested_get(profile, "latency", backend, "memory", "inference_memory_bytes")
+            )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _per(total: float | None, count: int | None) -> float | None:
+    return None if total is None or not count else total / count
 
 
 def _mb(size: int | None) -> float | None:
@@ -144,8 +176,40 @@ def efficiency_table(table: pd.DataFrame) -> pd.DataFrame:
                     "backend": backend,
                     "p50_ms": row[f"{backend}_p50_ms"],
                     "lower_bound_ms": row.get(f"{backend}_lower_bound_ms"),
+                    "layerwise_bound_ms": row.get(f"{backend}_layerwise_bound_ms"),
+                    "p50_vs_layerwise": _over(
+                        row[f"{backend}_p50_ms"], row.get(f"{backend}_layerwise_bound_ms")
+                    ),
                     "gflops": row[f"{backend}_gflops"],
                     "peak_pct": None if is_missing(fraction) else 100.0 * fraction,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _over(value, reference) -> float | None:
+    if is_missing(value) or is_missing(reference) or not reference:
+        return None
+    return float(value) / float(reference)
+
+
+def cold_start_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per network and backend: load, session creation, first inference, inference memory."""
+    rows = []
+    for _, row in table.iterrows():
+        for backend in backends_in(table):
+            if is_missing(row.get(f"{backend}_cold_session_ms")):
+                continue
+            rows.append(
+                {
+                    "dataset": row["dataset"],
+                    "arch": row["arch"],
+                    "backend": backend,
+                    "load_ms": row[f"{backend}_cold_load_ms"],
+                    "session_ms": row[f"{backend}_cold_session_ms"],
+                    "first_inference_ms": row[f"{backend}_cold_first_inference_ms"],
+                    "p50_ms": row[f"{backend}_p50_ms"],
+                    "memory_mb": row.get(f"{backend}_memory_mb"),
                 }
             )
     return pd.DataFrame(rows)

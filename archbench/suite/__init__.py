@@ -10,7 +10,7 @@
 
 from .backends import BACKENDS
 from .job import run_entry
-from .plan import PRESETS, STUDY_ARCHS, SuiteEntry, parse_set, plan
+from .plan import PRESETS, STUDY_ARCHS, SuiteEntry, parse_seeds, parse_set, plan
 from .run import SuiteOutcome, run_suite
 from .state import SUITE_FILE, EntryState, SuiteState
 
@@ -23,6 +23,7 @@ __all__ = [
     "SuiteEntry",
     "SuiteOutcome",
     "SuiteState",
+    "parse_seeds",
     "parse_set",
     "plan",
     "run_entry",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .. import files
 from ..errors import ArchbenchError
 from ..profile import ProfileConfig
 from ..train import rundir
+from .cluster import check_request_fits, task_device
 from .job import run_entry
 from .progress import LiveProgress, record_result
 from .state import EntryState, SuiteState
@@ -24,21 +25,38 @@ def _pending(state: SuiteState, retries: int) -> list[EntryState]:
     ]
 
 
-def run_local(state: SuiteState, retries: int, config: ProfileConfig, progress) -> bool:
+@dataclass(frozen=True)
+class RayResources:
+    """Where and with what each Ray task runs: the cluster address, GPUs and CPUs per run."""
+
+    address: str | None = None
+    gpus: float = 0.0
+    cpus: float = 1.0
+
+
+def run_local(
+    state: SuiteState, retries: int, config: ProfileConfig, progress, reprofile: bool = False
+) -> bool:
     try:
-        return _run_local_entries(state, retries, config, progress)
+        return _run_local_entries(state, retries, config, progress, reprofile)
     except KeyboardInterrupt:  # between runs: everything finished so far is already saved
         return True
 
 
-def _run_local_entries(state: SuiteState, retries: int, config: ProfileConfig, progress) -> bool:
+def _run_local_entries(
+    state: SuiteState, retries: int, config: ProfileConfig, progress, reprofile: bool
+) -> bool:
     for entry in state.entries.values():
         while entry.status != "complete" and entry.attempts <= retries:
             entry.attempts += 1
             state.save()
             key = entry.key
             result = run_entry(
-                asdict(entry), str(state.suite_dir), config, lambda s, k=key: progress.set(k, s)
+                asdict(entry),
+                str(state.suite_dir),
+                config,
+                lambda s, k=key: progress.set(k, s),
+                reprofile=reprofile,
             )
             record_result(state, progress, result)
             if entry.status == "interrupted":
@@ -53,10 +71,14 @@ def run_ray(
     retries: int,
     config: ProfileConfig,
     progress: LiveProgress,
-    address: str | None,
-    gpus: float,
-    cpus: float,
+    resources: RayResources,
+    reprofile: bool = False,
 ) -> bool:
+    """Each pending run as a Ray task; its device follows from the GPUs it reserves."""
+    devices = {
+        key: task_device(resources.gpus, entry.overrides.get("device"))
+        for key, entry in state.entries.items()
+    }
     try:
         import ray
     except ImportError:
@@ -65,17 +87,25 @@ def run_ray(
         ) from None
     if not ray.is_initialized():
         try:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=resources.address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            where = address or "a new local instance"
+            where = resources.address or "a new local instance"
             raise ArchbenchError(f"could not start or reach Ray at {where}: {error}") from None
-    remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_entry)
+    check_request_fits(ray.nodes(), resources.gpus, resources.cpus)
+    remote = ray.remote(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0)(run_entry)
     in_flight: dict[Any, str] = {}
 
     def submit(entry: EntryState) -> None:
         entry.attempts += 1
         progress.set(entry.key, "submitted to Ray")
-        in_flight[remote.remote(asdict(entry), str(state.suite_dir), config)] = entry.key
+        job = remote.remote(
+            asdict(entry),
+            str(state.suite_dir),
+            config,
+            device=devices[entry.key],
+            reprofile=reprofile,
+        )
+        in_flight[job] = entry.key
 
     for entry in _pending(state, retries):
         submit(entry)

@@ -8,6 +8,7 @@ never overlaps another job's training or profile; ``profile.json`` records when 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -23,10 +24,15 @@ def run_entry(
     suite_dir: str,
     profile_config: ProfileConfig,
     on_status: Callable[[str], None] | None = None,
+    *,
+    device: str | None = None,
+    reprofile: bool = False,
 ) -> dict:
     """Bring one planned run to complete-and-profiled; runs in this process or a Ray worker.
 
-    Returns the entry's new state fields. Never raises for a failing run: its reason is data.
+    ``device`` overrides the plan's for a new run (a Ray task trains where its reservation
+    is); ``reprofile`` profiles a complete run even if it has a profile. Returns the entry's
+    new state fields. Never raises for a failing run: its reason is data.
     """
     say = on_status or (lambda status: None)
     suite = Path(suite_dir)
@@ -38,6 +44,8 @@ def run_entry(
         else:
             train = SuiteEntry(state["arch"], state["dataset"], state["overrides"])
             config = train.train_config(suite)
+            if device is not None:
+                config = replace(config, device=device)
 
             def epoch_done(row: dict) -> None:
                 say(f"training epoch {row['epoch']}")
@@ -49,13 +57,14 @@ def run_entry(
                 quiet=True,
                 resume=run_dir,
                 on_epoch_end=epoch_done,
+                group=train.group,
             )
             run_dir, outcome_status = outcome.run_dir, outcome.status
         state["run_dir"] = str(run_dir)
         if outcome_status != "complete":
             state.update(status=outcome_status, error=None)
             return state
-        if not (Path(run_dir) / rundir.PROFILE).is_file():
+        if reprofile or not (Path(run_dir) / rundir.PROFILE).is_file():
             say("profiling")
             profile_run(Path(run_dir), profile_config, console=Console(quiet=True), quiet=True)
         state.update(status="complete", error=None)

@@ -7,6 +7,8 @@ expands an entry into one run per seed.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -54,6 +56,19 @@ class SuiteEntry:
     def seeded(self) -> bool:
         return bool(self.overrides.get("_seeded"))
 
+    @property
+    def group(self) -> str | None:
+        """What a seeded entry shares with its other seeds (None unseeded): the reports' group.
+
+        Derived from arch, dataset and the settings other than the seed, so entries from two
+        ``[[runs]]`` blocks with the same settings and different seeds are one group.
+        """
+        if not self.seeded:
+            return None
+        settings = json.dumps(_unseeded(self).overrides, sort_keys=True)
+        digest = hashlib.sha1(settings.encode()).hexdigest()[:8]
+        return f"{rundir.slug(self.arch)}-{rundir.slug(self.dataset)}-{digest}"
+
     def train_config(self, suite_dir: Path) -> TrainConfig:
         settings = {k: v for k, v in self.overrides.items() if not k.startswith("_")}
         return TrainConfig(
@@ -71,7 +86,7 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ArchbenchError(f"--set takes key=value, got {item!r}")
         if key == "seeds":  # expanded by plan(): one run per seed
-            overrides[key] = _seeds(text)
+            overrides[key] = parse_seeds(text)
             continue
         if key in RESERVED:
             raise ArchbenchError(
@@ -132,7 +147,7 @@ def plan(
     else:
         spec, name = _read_suite_file(Path(file)), Path(file).stem
     base = dict(spec.get("set", {}))
-    base_seeds = _seeds(spec.get("seeds"))
+    base_seeds = parse_seeds(spec.get("seeds"))
     # --datasets replaces the plan's datasets (any dataset: digits gives a quick offline pass).
     wanted = _split(datasets) if datasets else _listed(spec.get("datasets", ()), "datasets")
     entries = [
@@ -150,12 +165,12 @@ def plan(
             if datasets and dataset not in wanted:
                 continue
             entry = SuiteEntry(extra["arch"], dataset, base | dict(extra.get("set", {})))
-            entries += _seeded(entry, _seeds(extra.get("seeds")) or base_seeds)
+            entries += _seeded(entry, parse_seeds(extra.get("seeds")) or base_seeds)
     if archs:
         entries = [e for e in entries if _select([e.arch], archs)]
     if overrides:
         overrides = dict(overrides)
-        override_seeds = _seeds(overrides.pop("seeds", None))
+        override_seeds = parse_seeds(overrides.pop("seeds", None))
         entries = [replace(e, overrides=e.overrides | overrides) for e in entries]
         if override_seeds:  # --set seeds=... replaces the plan's seeds
             unique = {_unseeded(e).key: _unseeded(e) for e in entries}
@@ -169,8 +184,8 @@ def plan(
     return name, entries
 
 
-def _seeds(value) -> list[int]:
-    """A plan's ``seeds``: a list of ints or a comma-separated string ("0,1,2")."""
+def parse_seeds(value) -> list[int]:
+    """``seeds`` of a plan or ``--seeds``: a list of ints or a comma-separated string ("0,1,2")."""
     if value is None:
         return []
     if isinstance(value, str):

@@ -16,10 +16,11 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import ArchbenchError
+from ..locks import DirectoryLock
 from ..profile import ProfileConfig
 from ..report import collect_runs, write_report
 from ..train import EXIT_INTERRUPTED, rundir
-from .backends import BACKENDS, run_local, run_ray
+from .backends import BACKENDS, RayResources, run_local, run_ray
 from .plan import SuiteEntry
 from .progress import LiveProgress, describe_entry
 from .state import EntryState, SuiteState
@@ -52,31 +53,52 @@ def run_suite(
     ray_address: str | None = None,
     gpus_per_run: float = 0.0,
     cpus_per_run: float = 1.0,
+    reprofile: bool = False,
 ) -> SuiteOutcome:
-    """Bring every entry to complete (or failed after ``retries`` retries), then report."""
+    """Bring every entry to complete (or failed after ``retries`` retries), then report.
+
+    The suite directory is held by this process throughout (a second suite on it is refused
+    with one line naming this one). ``reprofile`` profiles every complete run again (after a
+    change of profiling options, or to replace a damaged ``profile.json``).
+    """
     console = console or Console()
     if backend not in BACKENDS:
         raise ArchbenchError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
     if retries < 0:
         raise ArchbenchError(f"--retries must be >= 0, got {retries}")
     suite_dir = rundir.ensure_writable(Path(suite_dir))
-    state = SuiteState(suite_dir, name, entries)
-    for entry in state.entries.values():
-        if entry.status == "failed":  # a new command gives failed runs a new set of attempts
-            entry.status, entry.attempts = "queued", 0
-    state.save()
-    with LiveProgress(state, console, quiet) as progress:
-        if backend == "local":
-            interrupted = run_local(state, retries, profile_config, progress)
-        else:
-            interrupted = run_ray(
-                state, retries, profile_config, progress, ray_address, gpus_per_run, cpus_per_run
-            )
-    report = None if interrupted else _report(state)
+    with DirectoryLock(suite_dir, "archbench suite"):
+        state = SuiteState(suite_dir, name, entries)
+        if not reprofile:
+            _check_profiles(state)  # before any work: a damaged profile would fail the report
+        for entry in state.entries.values():
+            # A new command gives failed runs a new set of attempts; --reprofile reopens the rest.
+            if entry.status == "failed" or (reprofile and entry.status == "complete"):
+                entry.status, entry.attempts = "queued", 0
+        state.save()
+        with LiveProgress(state, console, quiet) as progress:
+            if backend == "local":
+                interrupted = run_local(state, retries, profile_config, progress, reprofile)
+            else:
+                resources = RayResources(ray_address, gpus_per_run, cpus_per_run)
+                interrupted = run_ray(
+                    state, retries, profile_config, progress, resources, reprofile
+                )
+        report = None if interrupted else _report(state)
     outcome = SuiteOutcome(suite_dir, state.entries, interrupted, report)
     if not quiet:
         _print_summary(outcome, console)
     return outcome
+
+
+def _check_profiles(state: SuiteState) -> None:
+    """One line naming a complete run's unreadable ``profile.json`` and the remedy."""
+    for entry in state.entries.values():
+        if entry.status != "complete" or not entry.run_dir:
+            continue
+        path = Path(entry.run_dir) / rundir.PROFILE
+        if path.is_file():
+            rundir.read_json_file(path, rundir.profile_remedy(Path(entry.run_dir)))
 
 
 def _report(state: SuiteState) -> Path | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import files
 from ..errors import ArchbenchError
+from ..train import rundir
 from .plan import SuiteEntry
 
 SUITE_FILE = "suite.json"
@@ -35,17 +36,15 @@ class SuiteState:
         self.path = suite_dir / SUITE_FILE
         planned = {e.key: EntryState(e.key, e.arch, e.dataset, dict(e.overrides)) for e in entries}
         if self.path.is_file():
-            saved = files.read_json(self.path)
-            saved_plan = {
-                k: (v["arch"], v["dataset"], v["overrides"]) for k, v in saved["entries"].items()
-            }
+            saved = _read_saved_entries(self.path)
+            saved_plan = {k: (v.arch, v.dataset, v.overrides) for k, v in saved.items()}
             new_plan = {k: (v.arch, v.dataset, v.overrides) for k, v in planned.items()}
             if saved_plan != new_plan:
                 raise ArchbenchError(
                     f"{suite_dir} holds a suite with a different plan ({len(saved_plan)} runs); "
                     "rerun its own command or choose another --runs-dir"
                 )
-            planned = {k: EntryState(**v) for k, v in saved["entries"].items()}
+            planned = saved
         self.entries = planned
         self.save()
 
@@ -54,3 +53,18 @@ class SuiteState:
             self.path,
             {"name": self.name, "entries": {k: asdict(v) for k, v in self.entries.items()}},
         )
+
+
+def _read_saved_entries(path: Path) -> dict[str, EntryState]:
+    """The entries of an existing ``suite.json``, or one line on what is damaged and what to do."""
+    remedy = (
+        "restore it, or remove it and rerun the command "
+        "(the plan then starts afresh and trains its runs again)"
+    )
+    saved = rundir.read_json_file(path, remedy)
+    try:
+        return {key: EntryState(**values) for key, values in saved["entries"].items()}
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ArchbenchError(
+            f"{path} is corrupt ({type(error).__name__}: {error}); {remedy}"
+        ) from None

@@ -4,6 +4,7 @@
 - :mod:`.schedule`: the plateau schedule and early stopping, as small state machines.
 - :mod:`.trainer`: :class:`Trainer`, the epoch loop and its checkpoints.
 - :mod:`.run`: :func:`train_run`, a new or resumed run from configuration to ``result.json``.
+- :mod:`.class_weight`: `--class-weight` (balanced or a list) resolved to numbers.
 - :mod:`.rundir`: the run directory's files, checkpoints and how to read them back.
 - :mod:`.records`: ``train.log`` and ``metrics.csv``; :mod:`.signals`: a clean Ctrl-C.
 """

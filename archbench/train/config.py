@@ -11,7 +11,9 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from ..data import AUGMENTATIONS, ImageData
+from architectures import arch_info
+
+from ..data import AUGMENTATIONS, ImageData, dataset_shape
 from ..errors import ArchbenchError
 from .schedule import PLATEAU_PRESETS, EarlyStopConfig, EarlyStopping, PlateauSchedule
 from .transfer.setup import TransferConfig
@@ -60,11 +62,24 @@ class TrainConfig:
     channels_last: bool = True  # ~1.4x faster training steps on CPU (benchmarks/)
     precision: str = "fp32"  # bf16 = autocast mixed precision for the training step
     compile: bool = False
+    input_size: int | None = None  # --input-size: square images of this side, for any network
+    # (C, H, W) the network is fed: resolved from the network and the dataset (input_shape())
+    input_shape: tuple[int, int, int] | None = None
+    regroup: str | None = None  # train on grouped labels: a preset name or a .json/.toml file
+    class_weight: str | None = None  # cross-entropy class weights: "balanced" or a list
     # Transfer learning (archbench/train/transfer): pretrained weights and what keeps learning.
     weights: str | None = None  # torchvision weights name, state-dict file or run directory
     finetune: str | None = None  # head | last-block | all (default all with --weights)
     pooling: str = "avg"  # how a head's features are pooled: avg | max
     augment_copies: int = 0  # augmented copies of the training features a head trains on
+
+    def resolve_input_shape(self) -> TrainConfig:
+        """Fix ``input_shape``: the registered network's own, or the dataset's for a foreign
+        one, with ``input_size`` overriding height and width. An unknown network fails here."""
+        if self.input_shape is not None:
+            return replace(self, input_shape=tuple(int(v) for v in self.input_shape))
+        shape = arch_info(self.arch).input_shape(dataset_shape(self.dataset), self.input_size)
+        return replace(self, input_shape=shape)
 
     @property
     def transfer(self) -> TransferConfig:
@@ -84,7 +99,7 @@ class TrainConfig:
             device=resolve_device(self.device),
         )
 
-    def validate(self) -> None:
+    def validate(self, *, device_here: bool = True) -> None:
         """Reject impossible settings up front, before any file is written."""
         checks = [
             (self.lr > 0 and math.isfinite(self.lr), f"--lr must be positive, got {self.lr}"),
@@ -98,6 +113,10 @@ class TrainConfig:
             (self.threads is None or self.threads > 0, "--threads must be positive"),
             (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),
             (self.early_stop_patience > 0, "--early-stop-patience must be positive"),
+            (
+                self.input_size is None or self.input_size > 0,
+                f"--input-size must be positive, got {self.input_size}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -119,7 +138,8 @@ class TrainConfig:
                 "--val-fraction 0 leaves no validation split: use --select-on test "
                 "and a plateau schedule, or keep a validation split"
             )
-        if self.device == "cuda" and not torch.cuda.is_available():
+        # A Ray head checks a plan for its workers: their GPUs are not the head's.
+        if device_here and self.device == "cuda" and not torch.cuda.is_available():
             raise ArchbenchError("--device cuda was asked for but no CUDA device is available")
         try:
             self.make_schedule()

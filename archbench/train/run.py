@@ -13,13 +13,16 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from architectures import create_arch
+from architectures import check_output, create_arch
 
 from .. import files
 from ..data import DataConfig, ImageData, Split, default_data_dir, load_data
+from ..data.groups import load_regrouping, regroup_data, regrouping_from_record
 from ..errors import ArchbenchError
+from ..locks import DirectoryLock
 from ..measure.sysinfo import describe_system
 from . import rundir
+from .class_weight import resolve_class_weights
 from .config import TrainConfig
 from .records import RunLog
 from .signals import StopRequest
@@ -27,6 +30,7 @@ from .trainer import Trainer
 from .transfer.setup import Transfer, prepare_transfer
 
 EXIT_INTERRUPTED = 130
+TRAINING = "training"  # what a run directory's lock says its holder is doing
 
 
 @dataclass
@@ -38,6 +42,19 @@ class RunOutcome:
     result: dict = field(default_factory=dict)
 
 
+@dataclass
+class Prepared:
+    """Everything checked and loaded before a run directory is touched."""
+
+    config: TrainConfig  # resolved: what really runs
+    data: ImageData  # regrouped when asked
+    sizes: dict  # config.json's "data"
+    labels_record: dict  # config.json's "regroup" and "class_weights"
+    class_weights: list[float] | None
+    transfer: Transfer | None = None  # a --weights run's pretrained network (and features)
+    notes: list[str] = field(default_factory=list)  # log lines from before the log exists
+
+
 def _load_data(config: TrainConfig) -> ImageData:
     return load_data(
         DataConfig(
@@ -45,8 +62,36 @@ def _load_data(config: TrainConfig) -> ImageData:
             data_dir=Path(config.data_dir).expanduser() if config.data_dir else None,
             val_fraction=config.val_fraction,
             split_seed=config.seed,
+            input_shape=config.input_shape,
         )
     )
+
+
+def _prepare_data(config: TrainConfig, data: ImageData, recorded: dict | None):
+    """Apply ``--regroup`` and resolve ``--class-weight``: the data trained on, and the record.
+
+    A resumed run rebuilds its regrouping from ``config.json``'s record, not from the file it
+    named, so it keeps training on the labels it started with.
+    """
+    record: dict = {}
+    if config.regroup:
+        if recorded and recorded.get("regroup"):
+            regrouping = regrouping_from_record(recorded["regroup"])
+        else:
+            regrouping = load_regrouping(config.regroup)
+        group_map = regrouping.resolve(data.classes)
+        data = regroup_data(data, group_map)
+        record["regroup"] = {
+            **group_map.to_dict(),
+            "fine_classes": list(group_map.class_names),
+            "class_to_group": list(group_map.class_to_group),
+            "loss": "softmax over the groups (a binary regrouping is a 2-way softmax)",
+        }
+    weights = resolve_class_weights(config.class_weight, data.train.labels, data.classes)
+    record["class_weights"] = (
+        None if weights is None else dict(zip(data.classes, weights, strict=True))
+    )
+    return data, record, weights
 
 
 def _describe_data(data: ImageData) -> dict:
@@ -62,6 +107,8 @@ def _describe_data(data: ImageData) -> dict:
         "test": size(data.test),
         "mean": list(data.mean),
         "std": list(data.std),
+        "input_shape": list(data.shape),
+        "native_shape": list(data.native_shape),
     }
 
 
@@ -72,38 +119,91 @@ def train_run(
     quiet: bool = False,
     resume: Path | None = None,
     on_epoch_end: Callable[[dict], None] | None = None,
+    group: str | None = None,
+    name: str | None = None,
 ) -> RunOutcome:
     """Train a new run (or resume one) and leave a complete run directory behind.
 
-    Order matters for "nothing half-written": the configuration, dataset and architecture are all
-    checked before the run directory is created.
+    ``group`` (saved in ``config.json``) ties runs that differ only in seed together for reports;
+    ``name`` is the run directory's name (default ``<timestamp>-<arch>-<dataset>``). Order
+    matters for "nothing half-written": the configuration, dataset and architecture are all
+    checked before the run directory is created. The run directory is held
+    (:class:`~archbench.locks.DirectoryLock`) while training: resuming a run another process is
+    still training is refused with one line naming that process.
     """
     console = console or Console()
     if resume is not None:
-        run_dir, config = _resume_target(resume)
-    else:
-        config.validate()
-        rundir.ensure_writable(Path(config.runs_dir))
+        run_dir = rundir.read_run(resume).path
+        with DirectoryLock(run_dir, TRAINING):
+            files.remove_stale_temporaries(run_dir)  # a killed writer's half checkpoint
+            run_dir, config = _resume_target(run_dir)
+            recorded = rundir.read_run(run_dir).config
+            prepared = _prepare(config, recorded)
+            return _train(prepared, run_dir, console, quiet, on_epoch_end, resumed=True)
+    config.validate()
+    rundir.ensure_writable(Path(config.runs_dir))
+    prepared = _prepare(config, None)
+    config = prepared.config
+    run_dir = rundir.new_run_dir(Path(config.runs_dir), config.arch, config.dataset, name)
+    grouping = {} if group is None else {"group": group}
+    transfer = {} if prepared.transfer is None else {"transfer": prepared.transfer.record}
+    with DirectoryLock(run_dir, TRAINING):
+        files.write_json(
+            run_dir / rundir.CONFIG,
+            {
+                "train": asdict(config),
+                **grouping,
+                "data": prepared.sizes,
+                **prepared.labels_record,
+                **transfer,
+                "system": describe_system(),
+            },
+        )
+        return _train(prepared, run_dir, console, quiet, on_epoch_end, resumed=False)
+
+
+def _prepare(config: TrainConfig, recorded: dict | None) -> Prepared:
+    """The data trained on (regrouped if asked), the resolved config, sizes, labels record,
+    class weights and, for ``--weights``, the pretrained network.
+
+    A network that cannot be built or cannot take these images fails here, and weights are
+    read, checked and (for a head) features cached here too: all before any run file exists.
+    """
     torch.set_num_threads(config.threads or torch.get_num_threads())
-    data = _load_data(config)
+    config = config.resolve_input_shape()  # an unknown network fails here, before the data
+    data, labels_record, weights = _prepare_data(config, _load_data(config), recorded)
     config = config.resolved(data)
-    sizes = _describe_data(data)
-    # Weights are read, checked and (for a head) features cached before the run directory
-    # exists, so a bad --weights leaves nothing behind.
-    transfer_lines: list[str] = []
-    transfer = _prepare_transfer(config, data, transfer_lines.append)
-    if resume is None:
-        create_arch(config.arch, num_classes=data.num_classes)  # unknown arch fails here
-        run_dir = rundir.new_run_dir(Path(config.runs_dir), config.arch, config.dataset)
-        described = {"train": asdict(config), "data": sizes, "system": describe_system()}
-        if transfer is not None:
-            described["transfer"] = transfer.record
-        files.write_json(run_dir / rundir.CONFIG, described)
+    if recorded is None:  # a resumed run was checked when it started
+        model = create_arch(config.arch, num_classes=data.num_classes, in_channels=data.shape[0])
+        check_output(model, config.arch, data.shape, data.num_classes)
+    notes: list[str] = []
+    transfer = _prepare_transfer(config, data, notes.append)
+    return Prepared(config, data, _describe_data(data), labels_record, weights, transfer, notes)
+
+
+def _train(
+    prepared: Prepared,
+    run_dir: Path,
+    console: Console,
+    quiet: bool,
+    on_epoch_end: Callable[[dict], None] | None,
+    *,
+    resumed: bool,
+) -> RunOutcome:
+    config, data, sizes = prepared.config, prepared.data, prepared.sizes
     log = RunLog(run_dir / rundir.LOG, console, quiet)
-    for line in transfer_lines:
+    for line in prepared.notes:
         log(line)
-    trainer = Trainer(config, data, run_dir, log, console, transfer)
-    if resume is not None:
+    trainer = Trainer(
+        config,
+        data,
+        run_dir,
+        log,
+        console,
+        prepared.transfer,
+        class_weights=prepared.class_weights,
+    )
+    if resumed:
         trainer.load_last()
         log(f"resuming {run_dir} after epoch {trainer.epoch}")
     else:

@@ -29,6 +29,7 @@ BEST = "best.pt"
 RESULT = "result.json"
 LOG = "train.log"
 PROFILE = "profile.json"
+EXPLAIN = "explain.json"  # which test images `archbench explain` drew, and how
 
 CHECKPOINT_FORMAT = "archbench-checkpoint-1"
 
@@ -58,10 +59,26 @@ def ensure_writable(runs_dir: Path) -> Path:
     return runs_dir
 
 
-def new_run_dir(runs_dir: Path, arch: str, dataset: str) -> Path:
-    """``<runs_dir>/<timestamp>-<arch>-<dataset>``, with a numeric suffix on a name collision."""
+def run_name(arch: str, dataset: str) -> str:
+    """``<timestamp>-<arch>-<dataset>``: a run's folder name, or a seed group's shared prefix."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(arch)}-{slug(dataset)}"
+
+
+def new_group_name(runs_dir: Path, arch: str, dataset: str) -> str:
+    """A seed group's prefix no folder in ``runs_dir`` starts with yet (groups never mix)."""
+    base = run_name(arch, dataset)
+    taken = {p.name for p in Path(runs_dir).expanduser().glob(f"{base}*")}
+    for attempt in range(1000):
+        candidate = base if attempt == 0 else f"{base}-{attempt}"
+        if not any(name == candidate or name.startswith(f"{candidate}-s") for name in taken):
+            return candidate
+    raise ArchbenchError(f"could not find a free group name under {runs_dir}")
+
+
+def new_run_dir(runs_dir: Path, arch: str, dataset: str, name: str | None = None) -> Path:
+    """``<runs_dir>/<name or timestamp-arch-dataset>``, with a numeric suffix on a collision."""
     runs_dir = ensure_writable(runs_dir)
-    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(arch)}-{slug(dataset)}"
+    base = name or run_name(arch, dataset)
     for attempt in range(1000):
         candidate = runs_dir / (base if attempt == 0 else f"{base}-{attempt}")
         try:
@@ -93,13 +110,32 @@ def read_run(path: Path) -> RunInfo:
     config_path, result_path = path / CONFIG, path / RESULT
     if not config_path.is_file() or not result_path.is_file():
         raise ArchbenchError(f"{path} is not an archbench run directory (no {CONFIG}/{RESULT})")
-    try:
-        config, result = files.read_json(config_path), files.read_json(result_path)
-    except (OSError, ValueError) as error:
-        raise ArchbenchError(f"{path}: unreadable run files ({error})") from None
+    remedy = f"the run cannot be trusted: remove {path} and train it again"
+    config, result = read_json_file(config_path, remedy), read_json_file(result_path, remedy)
     if "train" not in config:
         raise ArchbenchError(f"{path} is not an archbench run directory ({CONFIG} has no 'train')")
     return RunInfo(path=path, config=config, result=result)
+
+
+def read_json_file(path: Path, remedy: str) -> dict:
+    """A JSON object archbench wrote, or one line naming the file, what is wrong, and ``remedy``.
+
+    Files are written atomically, so a corrupt one was damaged afterwards (a full disk, a copy
+    cut short, a hand edit); a traceback would not say which file, nor what to do.
+    """
+    try:
+        data = files.read_json(path)
+    except OSError as error:
+        raise ArchbenchError(f"{path} cannot be read ({error.strerror}); {remedy}") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ArchbenchError(f"{path} is corrupt or truncated ({error}); {remedy}") from None
+    if not isinstance(data, dict):
+        raise ArchbenchError(f"{path} is corrupt or truncated (not a JSON object); {remedy}")
+    return data
+
+
+def profile_remedy(run_dir: Path) -> str:
+    return f"profile it again: archbench profile {run_dir} (in a suite: rerun with --reprofile)"
 
 
 def load_checkpoint(path: Path, *, expect: dict | None = None) -> dict:

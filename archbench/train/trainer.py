@@ -29,6 +29,8 @@ from .schedule import Action
 from .signals import StopRequest
 from .transfer.setup import Transfer
 
+PROGRESS_REFRESH_S = 0.5  # how often the live line reads the loss back from the device
+
 
 class Trainer:
     """One run: model, optimizer, schedule and data, stepping epoch by epoch into ``run_dir``."""
@@ -41,6 +43,7 @@ class Trainer:
         log: RunLog,
         console: Console,
         transfer: Transfer | None = None,
+        class_weights: list[float] | None = None,
     ) -> None:
         self.config, self.data, self.run_dir, self.log = config, data, run_dir, log
         self.console, self.quiet = console, log.quiet
@@ -48,7 +51,9 @@ class Trainer:
         self.train_loader, self.eval_loaders = _loaders(config, data, self.device)
         if transfer is None:  # pretrained runs come built (see train/transfer/setup.py)
             torch.manual_seed(config.seed)
-            self.model = create_arch(config.arch, num_classes=data.num_classes).to(self.device)
+            self.model = create_arch(
+                config.arch, num_classes=data.num_classes, in_channels=data.shape[0]
+            ).to(self.device)
             if config.channels_last:
                 self.model = self.model.to(memory_format=torch.channels_last)
             step_model, trainable = self.model, list(self.model.parameters())
@@ -60,6 +65,10 @@ class Trainer:
             )
             if transfer.train_loader is not None:  # a head trained from cached features
                 self.train_loader, self.eval_loaders = transfer.train_loader, transfer.eval_loaders
+        # Weights the training loss only: validation loss and accuracy stay comparable.
+        self.class_weights = (
+            None if class_weights is None else torch.tensor(class_weights, device=self.device)
+        )
         # torch.compile wraps the module; checkpoints keep the plain module's state_dict.
         self.step_model = torch.compile(step_model) if config.compile else step_model
         self.optimizer = make_optimizer(config, trainable)
@@ -67,6 +76,7 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict] = []
         self.best = {"epoch": None, "score": None}
+        self.stopped = False  # the schedule's stop, saved with the epoch that made it
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -87,6 +97,7 @@ class Trainer:
             "schedule": self.schedule.state_dict(),
             "history": self.history,
             "best": self.best,
+            "stopped": self.stopped,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -124,6 +135,7 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
         self.best = dict(state["best"])
+        self.stopped = bool(state.get("stopped", False))
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -138,7 +150,12 @@ class Trainer:
         return f"{self.config.select_on}_acc"
 
     def train_one_epoch(self, stop: StopRequest) -> dict | None:
-        """One pass over the training split; ``None`` if a stop was requested mid-epoch."""
+        """One pass over the training split; ``None`` if a stop was requested mid-epoch.
+
+        Loss and accuracy accumulate on the device: nothing reads them back per step (a device
+        sync per batch on a GPU), only the live progress line does, at most every
+        ``PROGRESS_REFRESH_S``, and only when it is shown.
+        """
         self.model.train()
         self.train_loader.set_epoch(self.epoch)
         loss_sum = torch.zeros((), device=self.device)
@@ -146,14 +163,14 @@ class Trainer:
         seen = 0
         progress = self._progress()
         task = progress.add_task(f"epoch {self.epoch + 1}", total=len(self.train_loader))
-        start = time.perf_counter()
+        start = refreshed = time.perf_counter()
         with progress:
-            for images, labels in self.train_loader:
+            for step, (images, labels) in enumerate(self.train_loader, start=1):
                 if stop:
                     return None
                 with self._autocast():
                     logits = self.step_model(images)
-                    loss = F.cross_entropy(logits, labels)
+                    loss = F.cross_entropy(logits, labels, weight=self.class_weights)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -161,13 +178,15 @@ class Trainer:
                 loss_sum += loss.detach() * batch
                 correct += (logits.detach().argmax(1) == labels).sum()
                 seen += batch
-                elapsed = time.perf_counter() - start
-                progress.update(
-                    task,
-                    advance=1,
-                    description=f"epoch {self.epoch + 1} loss {loss_sum.item() / seen:.4f} "
-                    f"{seen / max(elapsed, 1e-9):.0f} img/s",
-                )
+                now = time.perf_counter()
+                if not progress.disable and now - refreshed >= PROGRESS_REFRESH_S:
+                    refreshed = now
+                    progress.update(
+                        task,
+                        completed=step,
+                        description=f"epoch {self.epoch + 1} loss {loss_sum.item() / seen:.4f} "
+                        f"{seen / max(now - start, 1e-9):.0f} img/s",
+                    )
         seconds = time.perf_counter() - start
         return {
             "train_loss": loss_sum.item() / seen,
@@ -195,23 +214,27 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(self, split: str, loader: BatchLoader | None = None) -> dict:
-        """Loss, top-1 and top-5 accuracy of the current weights on a split."""
+        """Loss, top-1 and top-5 accuracy of the current weights on a split (summed on the
+        device, in float64 as a Python float would be, and read back once)."""
         loader = loader or self.eval_loaders[split]
         self.model.eval()
-        loss_sum, top1, top5, seen = 0.0, 0, 0, 0
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        top1 = torch.zeros((), device=self.device, dtype=torch.long)
+        top5 = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
         k = min(5, self.data.num_classes)
         for images, labels in loader:
             logits = self.step_model(images)
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
             ranked = logits.topk(k, dim=1).indices
             hits = ranked == labels[:, None]
-            top1 += hits[:, 0].sum().item()
-            top5 += hits.any(dim=1).sum().item()
+            top1 += hits[:, 0].sum()
+            top5 += hits.any(dim=1).sum()
             seen += labels.numel()
         return {
-            "loss": loss_sum / seen,
-            "top1": top1 / seen,
-            "top5": top5 / seen if self.data.num_classes >= 5 else None,
+            "loss": loss_sum.item() / seen,
+            "top1": top1.item() / seen,
+            "top5": top5.item() / seen if self.data.num_classes >= 5 else None,
             "n": seen,
         }
 
@@ -224,8 +247,12 @@ class Trainer:
         return score > self.best["score"]
 
     def fit(self, stop: StopRequest, on_epoch_end: Callable[[dict], None] | None = None) -> str:
-        """Train until the schedule stops it, ``max_epochs``, or a signal; return the status."""
-        while self.epoch < self.config.max_epochs:
+        """Train until the schedule stops it, ``max_epochs``, or a signal; return the status.
+
+        The schedule's stop goes into ``last.pt`` with the epoch that decided it, so a run
+        killed anywhere after that checkpoint resumes straight to ``complete``.
+        """
+        while self.epoch < self.config.max_epochs and not self.stopped:
             lr = self.optimizer.param_groups[0]["lr"]
             with exclusive.computing():  # a profile on this node waits for the epoch to end
                 stats = self.train_one_epoch(stop)
@@ -244,6 +271,7 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = group["lr"] / self.schedule.config.factor
             row["lr_drops"] = self.schedule.drops
+            self.stopped = action is Action.STOP
             self.history.append(row)
             if self._is_better(row):
                 self.best = {"epoch": self.epoch, "score": row[self.selection_metric]}
@@ -253,7 +281,7 @@ class Trainer:
             self.log(epoch_line(row, self.config.max_epochs, action))
             if on_epoch_end is not None:
                 on_epoch_end(row)
-            if action is Action.STOP:
+            if self.stopped:
                 return "complete"
             if stop:
                 return "interrupted"

@@ -80,9 +80,15 @@ class Transfer:
     record: dict = field(default_factory=dict)  # what config.json says about the transfer
 
 
-def model_for_checkpoint(checkpoint: dict) -> nn.Module:
-    """The network a ``best.pt`` holds, unweighted: a head on a backbone, or the plain network."""
-    network = create_arch(checkpoint["arch"], num_classes=checkpoint["num_classes"])
+def model_for_checkpoint(checkpoint: dict, in_channels: int | None = None) -> nn.Module:
+    """The network a ``best.pt`` holds, unweighted: a head on a backbone, or the plain network.
+
+    ``in_channels`` is the run's input channels (``input_shape[0]`` in its config); None is the
+    network's registered default.
+    """
+    network = create_arch(
+        checkpoint["arch"], num_classes=checkpoint["num_classes"], in_channels=in_channels
+    )
     transfer = checkpoint.get("transfer") or {}
     if transfer.get("finetune") != "head":
         return network
@@ -107,7 +113,7 @@ def prepare_transfer(
 ) -> Transfer:
     """Load the weights, freeze what ``--finetune`` keeps, and fill the feature cache if used."""
     weights = resolve_weights(config.weights, arch)
-    network = create_arch(arch, num_classes=data.num_classes)
+    network = create_arch(arch, num_classes=data.num_classes, in_channels=data.shape[0])
     loaded = load_weights(network, weights)
     record = {
         "weights": weights.describe() | loaded.describe(),
@@ -124,8 +130,8 @@ def prepare_transfer(
         return Transfer(model, model, trainable, record=record)
 
     extractor = FeatureExtractor(network, config.pooling, input_size)
-    image_size = input_size or int(data.train.images.shape[-1])
-    dim = feature_dim(extractor, (3, image_size, image_size))
+    image_size = input_size or int(data.shape[-1])  # data.shape: what run --input-size gives
+    dim = feature_dim(extractor, data.shape)  # the extractor resizes to input_size itself
     model = TransferHead(extractor, dim, data.num_classes).to(device, memory_format=memory_format)
     trainable = list(model.classifier.parameters())
     record |= {"feature_dim": dim, "feature_source": extractor.source,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from architectures import create_arch
+from architectures import arch_info, create_arch
 
-from ...data import DataConfig, ImageData, default_data_dir, load_data
+from ...data import STUDY_SHAPE, DataConfig, ImageData, dataset_shape, default_data_dir, load_data
 from ...errors import ArchbenchError
 from .. import rundir
 from .backbone import FeatureExtractor, TransferHead
@@ -99,14 +99,17 @@ def _extractor(source: FeatureSource) -> tuple[FeatureExtractor, str, dict, Data
     if source.run_dir is not None:
         return _from_run(source)
     torch.manual_seed(source.seed)  # without --weights: a seeded fresh initialization
-    network = create_arch(source.arch, num_classes=10)  # the classifier is dropped anyway
+    # Fed as archbench run feeds it: its own shape, or the dataset's for a foreign network.
+    shape = arch_info(source.arch).input_shape(dataset_shape(source.dataset))
+    # The classifier is dropped anyway, so its class count does not matter.
+    network = create_arch(source.arch, num_classes=10, in_channels=shape[0])
     weights = {"source": None, "sha256": None}
     if source.weights is not None:
         resolved = resolve_weights(source.weights, source.arch)
         weights = resolved.describe() | load_weights(network, resolved).describe()
     config = DataConfig(
         dataset=source.dataset, data_dir=source.data_dir, val_fraction=source.val_fraction,
-        split_seed=source.seed,
+        split_seed=source.seed, input_shape=shape,
     )  # fmt: skip
     return FeatureExtractor(network, source.pooling or "avg"), source.arch, weights, config
 
@@ -117,9 +120,11 @@ def _from_run(source: FeatureSource) -> tuple[FeatureExtractor, str, dict, DataC
     if info.status != "complete" or not best_path.is_file():
         raise ArchbenchError(f"{info.path} is {info.status}; features need a complete run")
     best = rundir.load_checkpoint(best_path)
-    model = model_for_checkpoint(best)
-    model.load_state_dict(best["model"])
     train = info.config["train"]
+    # Runs from before input shapes were recorded were all fed the study's shape.
+    shape = tuple(train.get("input_shape") or STUDY_SHAPE)
+    model = model_for_checkpoint(best, in_channels=shape[0])
+    model.load_state_dict(best["model"])
     if isinstance(model, TransferHead):
         extractor = model.backbone
         if source.pooling is not None and source.pooling != extractor.pooling:
@@ -135,6 +140,7 @@ def _from_run(source: FeatureSource) -> tuple[FeatureExtractor, str, dict, DataC
         val_fraction=train.get("val_fraction", 0.1),
         split_seed=train.get("seed", 0),
         download=False,
+        input_shape=shape,
     )
     weights = {"source": str(info.path), "kind": "run", "sha256": file_sha256(best_path)}
     return extractor, train["arch"], weights, config

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...data.datasets import _check_resolvable
+from ...data.torchvision_sets import _check_resolvable
 from ...errors import ArchbenchError
 from .. import rundir
 

@@ -1,0 +1,124 @@
+"""A trained run read back: its selected model and its test set, labelled as it was trained.
+
+One loader for ``profile``, ``compare`` and ``explain``, so the three cannot disagree on which
+checkpoint, normalization or labels a run means. A run trained on grouped labels (``run
+--regroup``) gets its test labels relabelled to its groups here; its fine labels stay available
+to check that two runs were tested on the same images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data import STUDY_SHAPE, DataConfig, load_data, normalize
+from ..data.groups import GroupMap, load_regrouping, regrouping_from_record
+from ..errors import ArchbenchError
+from ..train import rundir
+from ..train.transfer.setup import model_for_checkpoint
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A run's ``best.pt`` model and test split, with the class names its outputs mean."""
+
+    info: rundir.RunInfo
+    checkpoint: dict
+    model: nn.Module
+    images: torch.Tensor  # normalized as in training, float32
+    display: torch.Tensor  # the same images as stored (uint8), for a person to look at
+    labels: torch.Tensor  # in the model's classes: groups for a directly regrouped run
+    fine_labels: torch.Tensor  # the dataset's own classes
+    class_names: list[str]  # the model's outputs
+    fine_class_names: list[str]
+    trained_groups: GroupMap | None  # the regrouping the run trained on, if any
+    train_images: torch.Tensor  # the training split as stored (uint8): int8 calibration reads it
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def path(self) -> Path:
+        return self.info.path
+
+    @property
+    def arch(self) -> str:
+        return self.checkpoint["arch"]
+
+    @property
+    def threads(self) -> int | None:
+        threads = self.info.config["train"].get("threads")
+        return int(threads) if threads else None
+
+    def groups_for(self, spec: str) -> GroupMap:
+        """``spec`` matched to this run's dataset classes (not to its groups)."""
+        return load_regrouping(spec).resolve(self.fine_class_names)
+
+    def describe(self) -> str:
+        grouped = f", trained on {self.trained_groups.name}" if self.trained_groups else ""
+        return f"{self.arch} on {self.info.config['train']['dataset']}{grouped}"
+
+
+def load_run(run_dir: Path) -> LoadedRun:
+    """Read a run's ``best.pt`` and test split; refuse a checkpoint that does not fit the run."""
+    info = rundir.read_run(run_dir)
+    train, described = info.config["train"], info.config.get("data", {})
+    best_path = info.path / rundir.BEST
+    if not best_path.is_file():
+        raise ArchbenchError(
+            f"{info.path} has no {rundir.BEST} (status {info.status}); "
+            "train it to completion or resume it first"
+        )
+    expect = {"arch": train["arch"], "num_classes": described.get("num_classes")}
+    best = rundir.load_checkpoint(best_path, expect={k: v for k, v in expect.items() if v})
+    # Runs from before input shapes were recorded were all fed the study's shape.
+    shape = tuple(train.get("input_shape") or STUDY_SHAPE)
+    # A plain network, or a head on a pretrained backbone (run --weights --finetune head).
+    model = model_for_checkpoint(best, in_channels=shape[0])
+    try:
+        model.load_state_dict(best["model"])
+    except RuntimeError as error:
+        raise ArchbenchError(
+            f"{best_path} does not fit {best['arch']} with {best['num_classes']} classes: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+    data = load_data(
+        DataConfig(
+            dataset=train["dataset"],
+            data_dir=Path(train["data_dir"]).expanduser() if train.get("data_dir") else None,
+            val_fraction=train.get("val_fraction", 0.1),
+            split_seed=train.get("seed", 0),
+            download=False,
+            input_shape=shape,
+        )
+    )
+    mean = best.get("mean") or data.mean
+    std = best.get("std") or data.std
+    fine_labels = data.test.labels.long()
+    trained_groups = None
+    labels, class_names = fine_labels, list(data.classes)
+    if info.config.get("regroup"):
+        trained_groups = regrouping_from_record(info.config["regroup"]).resolve(data.classes)
+        labels, class_names = trained_groups.relabel(fine_labels), list(trained_groups.group_names)
+    if len(class_names) != best["num_classes"]:
+        raise ArchbenchError(
+            f"{best_path} has {best['num_classes']} outputs but the run's test set has "
+            f"{len(class_names)} classes"
+        )
+    return LoadedRun(
+        info=info,
+        checkpoint=best,
+        model=model,
+        images=normalize(data.test.images, mean, std),
+        display=data.test.images,
+        labels=labels,
+        fine_labels=fine_labels,
+        class_names=class_names,
+        fine_class_names=list(data.classes),
+        trained_groups=trained_groups,
+        train_images=data.train.images,
+        mean=tuple(mean),
+        std=tuple(std),
+    )

@@ -1,0 +1,100 @@
+"""The reproduction's targets against the study, each met or not met with its figure, and what
+training cost (wall time per epoch, CPU hours) per network.
+
+Targets (issue 19): squeezenet_dsc's mean top-1 within 1.5 points of the study's on the same
+dataset; squeezenet_dsc keeping about 33% of squeezenet's parameters and 36% of its size (ours
+within 2 points of the study's ratios); the top-1 order of squeezenet_dsc, squeezenet and
+mobilenet the same as the study's.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .study import load_study, study_dataset
+from .tables import is_missing
+
+TOP1_TOLERANCE_PTS = 1.5
+RATIO_TOLERANCE_PTS = 2.0
+ORDERED_ARCHS = ("squeezenet_dsc", "squeezenet", "mobilenet")
+
+
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def _top1_text(row: pd.Series) -> str:
+    std = row.get("top1_std")
+    spread = "" if is_missing(std) else f" ± {100 * std:.2f}"
+    return f"{100 * row['top1']:.2f}{spread} (n = {int(row.get('n', 1))})"
+
+
+def target_lines(group: pd.DataFrame, study: str) -> list[str]:
+    """One dataset's targets as markdown bullets (``group``: its aggregated rows)."""
+    published = load_study(study)
+    num_classes = int(group["num_classes"].iloc[0])
+    same_data = study_dataset(str(group["dataset"].iloc[0]), num_classes)
+    ref_data = same_data or ("cifar100" if num_classes == 100 else "cifar10")
+    ref = published[published["dataset"] == ref_data].set_index("arch")
+    ours = group.drop_duplicates("arch").set_index("arch")
+    lines = []
+    if same_data is None:
+        lines.append(f"- accuracy targets: not applicable ({group['dataset'].iloc[0]} is not "
+                     "one of the study's datasets)")  # fmt: skip
+    elif "squeezenet_dsc" not in ours.index or is_missing(ours.loc["squeezenet_dsc", "top1"]):
+        lines.append("- squeezenet_dsc top-1 within 1.5 points: not measured (no complete run)")
+    else:
+        row = ours.loc["squeezenet_dsc"]
+        diff = 100 * row["top1"] - float(ref.loc["squeezenet_dsc", "top1"])
+        lines.append(
+            f"- squeezenet_dsc mean top-1 within {TOP1_TOLERANCE_PTS} points of the study's "
+            f"{ref.loc['squeezenet_dsc', 'top1']:.2f}: {_verdict(abs(diff) <= TOP1_TOLERANCE_PTS)}"
+            f", ours {_top1_text(row)}, {diff:+.2f} points"
+        )
+    for column, label in (("params", "parameters"), ("size_mb", "size")):
+        if not {"squeezenet_dsc", "squeezenet"} <= set(ours.index) or any(
+            is_missing(ours.loc[a, column]) for a in ("squeezenet_dsc", "squeezenet")
+        ):
+            lines.append(f"- squeezenet_dsc / squeezenet {label}: not measured")
+            continue
+        here = 100 * ours.loc["squeezenet_dsc", column] / ours.loc["squeezenet", column]
+        there = 100 * ref.loc["squeezenet_dsc", column] / ref.loc["squeezenet", column]
+        ok = abs(here - there) <= RATIO_TOLERANCE_PTS
+        lines.append(
+            f"- squeezenet_dsc keeps {here:.1f}% of squeezenet's {label} (study {there:.1f}%, "
+            f"target within {RATIO_TOLERANCE_PTS:g} points): {_verdict(ok)}"
+        )
+    if same_data is not None:
+        present = [a for a in ORDERED_ARCHS if a in ours.index]
+        present = [a for a in present if not is_missing(ours.loc[a, "top1"])]
+        if len(present) < len(ORDERED_ARCHS):
+            lines.append(f"- top-1 order of {', '.join(ORDERED_ARCHS)}: not measured "
+                         f"(complete runs only for {', '.join(present) or 'none'})")  # fmt: skip
+        else:
+            here = sorted(ORDERED_ARCHS, key=lambda a: -ours.loc[a, "top1"])
+            there = sorted(ORDERED_ARCHS, key=lambda a: -ref.loc[a, "top1"])
+            lines.append(
+                f"- top-1 order: ours {' > '.join(here)}, study {' > '.join(there)}: "
+                f"{_verdict(here == there)}"
+            )
+    return lines
+
+
+def cost_table(group: pd.DataFrame) -> pd.DataFrame:
+    """Training cost per network: seconds per epoch, wall hours and CPU hours of all its runs."""
+    frame = pd.DataFrame({"architecture": group["arch"]})
+    frame["runs"] = group["n"].astype(int) if "n" in group.columns else 1
+    frame["s/epoch"] = group["epoch_seconds"]
+    frame["training wall h"] = group["train_seconds"] / 3600
+    frame["CPU h"] = group["cpu_hours"]
+    frame["threads"] = group["threads"].astype("Int64")
+    frame["CPU"] = group["cpu_model"]
+    return frame.reset_index(drop=True)
+
+
+COST_NOTE = (
+    "Training cost from each run's metrics.csv: s/epoch = the group's summed epoch_seconds over "
+    "its epochs (training steps only, not evaluation or profiling); training wall h = summed "
+    "epoch_seconds / 3600; CPU h = epoch_seconds × the run's torch thread count (config.json) / "
+    "3600, an upper bound that counts every thread busy for the whole epoch."
+)
