@@ -7,7 +7,7 @@
 
 ``ab`` times the base revision (checked out into a temporary git worktree) and the working tree
 on this machine in the same run, interleaved, and fails a benchmark only when it is slower by
-more than ``--threshold`` (default 10%) and a Mann-Whitney U test finds the difference
+more than ``--threshold`` (default 10%) and a paired Wilcoxon signed-rank test finds the difference
 significant (p < ``--alpha``, default 0.01); it prints a table and writes a JSON file. ``bisect``
 runs ``git bisect`` with that comparison as its test. ``save``/``compare`` keep the stored
 per-machine baseline (pytest-benchmark's storage, keyed on CPU model, cores and OS) for users who

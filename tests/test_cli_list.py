@@ -109,3 +109,17 @@ def test_entry_point_plugins_are_registered(tmp_path, monkeypatch):
     assert "plugin_tiny" in list_archs()
     model = create_arch("plugin_tiny", num_classes=3)
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+
+
+def test_a_reader_that_leaves_early_ends_the_listing_quietly():
+    # `archbench list | head -1`: the pipe closes before archbench writes anything.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "archbench", "list", "--format", "csv"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr

@@ -142,13 +142,31 @@ def test_the_verdict_needs_both_the_threshold_and_significance():
 
     rng = np.random.default_rng(0)
     base = rng.normal(10.0, 0.3, 100)
-    assert compare("x", base, base * 1.20, 0.10, 0.01).verdict == "slower"
-    assert compare("x", base, base / 1.20, 0.10, 0.01).verdict == "faster"
-    assert compare("x", base, base * 1.05, 0.10, 0.01).verdict == "same"  # significant, small
+    jitter = rng.normal(1.0, 0.01, 100)
+    assert compare("x", base, base * 1.20 * jitter, 0.10, 0.01).verdict == "slower"
+    assert compare("x", base, base / 1.20 * jitter, 0.10, 0.01).verdict == "faster"
+    assert compare("x", base, base * 1.05 * jitter, 0.10, 0.01).verdict == "same"  # real, small
     few = compare("x", [10.0, 14.0, 9.0], [13.0, 9.5, 15.0], 0.10, 0.01)
     assert few.verdict == "unsure" and few.p_value >= 0.01  # beyond 10%, but 3 noisy rounds
-    row = compare("x", base, base * 1.20, 0.10, 0.01)
-    assert row.ci_low < row.ratio < row.ci_high and abs(row.ratio - 1.20) < 1e-9
+    row = compare("x", base, base * 1.20 * jitter, 0.10, 0.01)
+    assert row.ci_low < row.ratio < row.ci_high and abs(row.ratio - 1.20) < 0.01
+    assert compare("x", base, base, 0.10, 0.01).verdict == "same"
+
+
+def test_rounds_are_compared_in_pairs_so_load_between_rounds_cancels():
+    import numpy as np
+
+    from benchmarks.ab_stats import compare
+
+    # Each round's load (1x to 3x) hits base and head alike; the head is 15% slower throughout.
+    rng = np.random.default_rng(1)
+    load = rng.uniform(1.0, 3.0, 100)
+    base = 10.0 * load * rng.normal(1.0, 0.02, 100)
+    head = 11.5 * load * rng.normal(1.0, 0.02, 100)
+    row = compare("x", base, head, 0.10, 0.01)
+    assert row.verdict == "slower" and 1.12 < row.ci_low < row.ratio < row.ci_high < 1.18
+    # The same rounds unpaired (head shuffled) no longer show the slowdown reliably.
+    assert compare("x", base, rng.permutation(head), 0.10, 0.01).ci_high - row.ci_high > 0.1
 
 
 def test_select_takes_globs_and_substrings():

@@ -373,3 +373,26 @@ def test_bad_transfer_input_is_one_line_and_writes_nothing(
     err = capsys.readouterr().err
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--weights", "w.pt", "--task", "multilabel"], "single-label classification only"),
+        (["retrieval", "--arch", "squeezenet_dsc", "--out", "OUT"], "retrieval judges one class"),
+    ],
+)
+def test_multilabel_is_refused_by_transfer_before_anything_is_written(
+    tmp_path, capsys, args, message
+) -> None:
+    """Pretrained heads, the feature cache and retrieval keep one class per image."""
+    out, runs_dir = tmp_path / "retrieval.json", tmp_path / "runs"
+    args = [str(out) if arg == "OUT" else arg for arg in args]
+    status = run_cli(
+        tmp_path, *args, "--dataset", "digits-mosaic", "--data-dir", str(tmp_path / "data"),
+        *(["--runs-dir", str(runs_dir), "--no-profile", "--quiet"] if args[0] == "run" else []),
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "data" / "features").exists()
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from .. import __version__
 from ..errors import ArchbenchError
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool its reader left
 
 # Command modules of this package, in the order ``archbench --help`` lists them.
 COMMANDS = (
@@ -62,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ArchbenchError, ArchitectureError) as error:
         print(f"archbench: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # `archbench list | head`: the reader left. Stop quietly, as Unix tools do; stdout goes
+        # to /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

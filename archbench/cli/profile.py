@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -47,6 +48,11 @@ def add_parser(commands) -> None:
         "(digits-even-odd, ...) or a .json/.toml file; writes ROC-AUC and the ROC curve",
     )
     parser.add_argument("--runs-dir", default="runs", help="default runs/")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="multi-label runs: probability counted as a predicted label (default: the run's)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress or summary output")
     add_profile_options(parser, with_threads=True)
     parser.set_defaults(handler=run_profile)
@@ -57,6 +63,10 @@ def run_profile(args: argparse.Namespace, console: Console) -> int:
     from ..train.rundir import ensure_writable, new_run_dir, slug
 
     config = parse_profile_options(args)
+    if args.threshold is not None:
+        if not 0 < args.threshold < 1:
+            raise ArchbenchError(f"--threshold must be in (0, 1), got {args.threshold}")
+        config = replace(config, threshold=args.threshold)
     if args.run_dir and args.arch:
         raise ArchbenchError("give a RUN_DIR or --arch, not both")
     if args.run_dir:

@@ -14,6 +14,7 @@ from .profile_options import add_profile_options, parse_profile_options
 def add_parser(commands) -> None:
     from ..data import AUGMENTATIONS
     from ..train import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, SELECT_ON, TrainConfig
+    from ..train.task import TASKS
     from ..train.transfer import FINETUNE_MODES, POOLINGS
 
     defaults = TrainConfig()
@@ -32,8 +33,9 @@ def add_parser(commands) -> None:
     )
     what.add_argument(
         "--dataset",
-        help="digits (embedded, offline), cifar10, cifar100, mnist, fashion-mnist or "
-        f"imagefolder:PATH (default {defaults.dataset})",
+        help="digits (embedded, offline), cifar10, cifar100, mnist, fashion-mnist, "
+        "imagefolder:PATH; multi-label: digits-mosaic, mosaic:DATASET, csv:PATH "
+        f"(default {defaults.dataset})",
     )
     what.add_argument(
         "--data-dir",
@@ -58,6 +60,11 @@ def add_parser(commands) -> None:
         help=f"held-out validation share of train (default {defaults.val_fraction})",
     )
     what.add_argument(
+        "--train-limit",
+        type=int,
+        help="keep this many training images (a seeded subset; smaller ones nest in larger)",
+    )
+    what.add_argument(
         "--regroup",
         metavar="R",
         help="train directly on grouped labels: a preset (digits-even-odd, "
@@ -75,7 +82,9 @@ def add_parser(commands) -> None:
         help="split that picks best.pt: val (default) or test (the reference code)",
     )
 
-    transfer = parser.add_argument_group("transfer learning (a pretrained network)")
+    transfer = parser.add_argument_group(
+        "transfer learning (a pretrained network; single-label classification only)"
+    )
     transfer.add_argument(
         "--weights",
         metavar="SOURCE",
@@ -97,6 +106,29 @@ def add_parser(commands) -> None:
         metavar="K",
         help="with --finetune head: extract K augmented copies of the training set once "
         "(epoch e reads copy e mod K) instead of bypassing the cache",
+    )
+
+    task = parser.add_argument_group("multi-label task (seed 000)")
+    task.add_argument(
+        "--task", choices=TASKS, help="classification (default) or multilabel (multi-hot targets)"
+    )
+    task.add_argument(
+        "--pos-weight",
+        help="multilabel BCE weight of positive labels: W (default 1), auto (negatives / "
+        "positives of the training labels) or auto-per-label",
+    )
+    task.add_argument(
+        "--threshold",
+        type=float,
+        help=f"multilabel: probability counted as a predicted label (default {defaults.threshold})",
+    )
+    task.add_argument("--csv-image-column", help="csv:PATH image path column (default image)")
+    task.add_argument("--csv-labels-column", help="csv:PATH labels column (default labels)")
+    task.add_argument(
+        "--csv-split-column", help="csv:PATH split column, train/test (default split, optional)"
+    )
+    task.add_argument(
+        "--csv-label-separator", help="between labels in a csv:PATH labels cell (default ;)"
     )
 
     optim = parser.add_argument_group("optimization")

@@ -1,11 +1,12 @@
 """Datasets in memory as uint8 tensors, and the batches the trainer and profiler iterate.
 
-Every dataset becomes uint8 images ``(N, C, H, W)`` with int64 labels, at the shape the network
-takes (``DataConfig.input_shape``, default the study's 3x32x32, so every study network keeps its
-parameter count whatever it is trained on; ``None`` keeps the dataset's native shape,
-:data:`NATIVE_SHAPES`). Grayscale is replicated for 3-channel networks and RGB becomes luma for
-1-channel ones; another size is reached by one antialiased bilinear resize of the whole set,
-cached under ``<data_dir>/resized/`` (see :mod:`archbench.data.shapes`).
+Every dataset becomes uint8 images ``(N, C, H, W)`` with int64 labels (multi-label sets: uint8
+multi-hot ``(N, K)`` targets), at the shape the network takes (``DataConfig.input_shape``,
+default the study's 3x32x32, so every study network keeps its parameter count whatever it is
+trained on; ``None`` keeps the dataset's native shape, :data:`NATIVE_SHAPES`). Grayscale is
+replicated for 3-channel networks and RGB becomes luma for 1-channel ones; another size is
+reached by one antialiased bilinear resize of the whole set, cached under
+``<data_dir>/resized/`` (see :mod:`archbench.data.shapes`).
 
 Datasets (``--dataset``):
 
@@ -22,6 +23,12 @@ Datasets (``--dataset``):
   study did.
 - ``imagefolder:PATH``: ``PATH/train/<class>/*`` and ``PATH/test/<class>/*`` (class index =
   sorted folder name), decoded once and cached; see :mod:`archbench.data.imagefolder`.
+- multi-label: ``digits-mosaic``, ``mosaic:DATASET`` (2x2 mosaics of a single-label set) and
+  ``csv:PATH`` (image path and labels columns); see :mod:`archbench.data.multilabel`. Their
+  validation split is a seeded random share (no single class to stratify on).
+
+``train_limit`` keeps the first N of a seeded permutation of the training split (after the
+validation split), so smaller training sets nest inside larger ones.
 
 The data directory is ``DataConfig.data_dir``, else ``$ARCHBENCH_DATA``, else
 ``$ARCHBENCH_CACHE/data`` (default ``~/.cache/archbench/data``). torchvision sets are

@@ -11,7 +11,6 @@ import contextlib
 import difflib
 import hashlib
 import json
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,24 @@ from .. import files, paths
 from ..errors import ArchbenchError
 from .imagefolder import SIZE as IMAGEFOLDER_SIZE
 from .imagefolder import load_imagefolder
+from .multilabel import (
+    CSV_PREFIX,
+    MOSAIC_ALIASES,
+    MOSAIC_PREFIX,
+    MOSAIC_TILE,
+    CsvLayout,
+    MultiLabelSets,
+    load_csv,
+    mosaic_sets,
+)
 from .shapes import Shape, fit_images, parse_shape
+from .splits import Split, channel_stats, nested_subset, random_split, stratified_split
 from .torchvision_sets import load_torchvision_set
 
-DATASET_NAMES = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist")
+SINGLE_LABEL_NAMES = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist")
+DATASET_NAMES = (*SINGLE_LABEL_NAMES, *MOSAIC_ALIASES)
 IMAGEFOLDER_PREFIX = "imagefolder:"
+PREFIXES = (IMAGEFOLDER_PREFIX, CSV_PREFIX, MOSAIC_PREFIX)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
@@ -64,32 +76,8 @@ class DataConfig:
     split_seed: int = 0
     download: bool = True
     input_shape: Shape | None = STUDY_SHAPE
-
-
-@dataclass
-class Split:
-    """One split in memory: uint8 ``(N, C, H, W)`` images and int64 ``(N,)`` labels."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(
-                f"images must be uint8 (N, C, H, W), got {self.images.dtype} "
-                f"{tuple(self.images.shape)}"
-            )
-        if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
-            raise ValueError(
-                f"labels must be int64 ({self.images.shape[0]},), got "
-                f"{self.labels.dtype} {tuple(self.labels.shape)}"
-            )
-
-    def __len__(self) -> int:
-        return int(self.labels.numel())
-
-    def subset(self, indices: torch.Tensor) -> Split:
-        return Split(self.images.index_select(0, indices), self.labels.index_select(0, indices))
+    train_limit: int | None = None  # keep this many training images (a learning curve's N)
+    csv_layout: CsvLayout = CsvLayout()
 
 
 @dataclass
@@ -112,7 +100,12 @@ class ImageData:
 
     @property
     def num_classes(self) -> int:
+        """Classes, or for a multi-label set the number of labels (one output each)."""
         return len(self.classes)
+
+    @property
+    def multilabel(self) -> bool:
+        return self.train.multilabel
 
     @property
     def shape(self) -> Shape:
@@ -138,14 +131,12 @@ def load_data(config: DataConfig) -> ImageData:
     fraction = config.val_fraction
     if not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
         raise ArchbenchError(f"val_fraction must be in [0, 1), got {fraction!r}")
+    limit = config.train_limit
+    if limit is not None and not (isinstance(limit, int) and limit > 0):
+        raise ArchbenchError(f"train_limit must be a positive integer, got {limit!r}")
     data_dir = Path(config.data_dir).expanduser() if config.data_dir else default_data_dir()
     name = resolve_dataset_name(config.dataset)
-    if name.startswith(IMAGEFOLDER_PREFIX):
-        loaded = _load_imagefolder(Path(name[len(IMAGEFOLDER_PREFIX) :]), data_dir)
-    elif name == "digits":
-        loaded = _load_digits()
-    else:
-        loaded = _load_torchvision(name, data_dir, download=config.download)
+    loaded = _load_source(name, data_dir, config)
     native = tuple(loaded.test.images.shape[1:])
     shape = native if config.input_shape is None else parse_shape(config.input_shape)
     fit = {"pad_to": loaded.pad_to, "cache_dir": data_dir / "resized"}
@@ -160,13 +151,22 @@ def load_data(config: DataConfig) -> ImageData:
 
     train, val = loaded.train, None
     if fraction > 0:
-        kept, held = stratified_split(train.labels, fraction, config.split_seed)
+        if train.multilabel:
+            kept, held = random_split(len(train), fraction, config.split_seed)
+        else:
+            kept, held = stratified_split(train.labels, fraction, config.split_seed)
         if held.numel() == 0:
             raise ArchbenchError(
                 f"val_fraction {fraction} holds out no image of {name}'s {len(train)} training "
                 "images (it rounds per class); use a larger fraction or 0 for no validation split"
             )
         train, val = train.subset(kept), train.subset(held)
+    if limit is not None:
+        if limit > len(train):
+            raise ArchbenchError(
+                f"train_limit {limit} exceeds the {len(train)} training images of {name}"
+            )
+        train = train.subset(nested_subset(len(train), limit, config.split_seed))
     if loaded.fixed_stats is not None and shape[0] == len(loaded.fixed_stats[0]):
         mean, std = loaded.fixed_stats
     else:
@@ -185,22 +185,75 @@ def load_data(config: DataConfig) -> ImageData:
     )
 
 
+def _load_source(name: str, data_dir: Path, config: DataConfig) -> _Loaded:
+    """A source at its native shape (a mosaic's tiles come from its source's native images)."""
+    name = MOSAIC_ALIASES.get(name, name)
+    if name.startswith(IMAGEFOLDER_PREFIX):
+        return _load_imagefolder(Path(name[len(IMAGEFOLDER_PREFIX) :]), data_dir)
+    if name.startswith(CSV_PREFIX):
+        path = Path(name[len(CSV_PREFIX) :])
+        sets = load_csv(path, config.csv_layout, data_dir / "csv-cache")
+        return _multilabel_loaded(sets, "crop-flip")
+    if name.startswith(MOSAIC_PREFIX):
+        source = _load_source(name[len(MOSAIC_PREFIX) :], data_dir, config)
+        if source.train.multilabel:
+            raise ArchbenchError(f"{name}: mosaics are made from a single-label dataset")
+        splits = (source.train, source.test)
+        if source.pad_to is not None:  # MNIST's tiles are the study's padded 32x32 digits
+            square = (source.train.images.shape[1], source.pad_to, source.pad_to)
+            splits = tuple(
+                Split(fit_images(split.images, square, pad_to=source.pad_to), split.labels)
+                for split in splits
+            )
+        sets = mosaic_sets(
+            source.classes,
+            (splits[0].images, splits[0].labels),
+            (splits[1].images, splits[1].labels),
+            source.identity,
+        )
+        return _multilabel_loaded(sets, source.default_augment, source.fixed_stats)
+    if name == "digits":
+        return _load_digits()
+    return _load_torchvision(name, data_dir, download=config.download)
+
+
+def _multilabel_loaded(sets: MultiLabelSets, augment: str, fixed_stats=None) -> _Loaded:
+    return _Loaded(
+        classes=sets.labels,
+        train=Split(sets.train_images, sets.train_targets),
+        test=Split(sets.test_images, sets.test_targets),
+        default_augment=augment,
+        identity=sets.identity,
+        fixed_stats=fixed_stats,
+    )
+
+
 def dataset_shape(dataset: str) -> Shape:
     """The ``(C, H, W)`` a dataset holds natively, known without loading it."""
-    name = resolve_dataset_name(dataset)
-    return NATIVE_SHAPES["imagefolder" if name.startswith(IMAGEFOLDER_PREFIX) else name]
+    name = MOSAIC_ALIASES.get(resolve_dataset_name(dataset), resolve_dataset_name(dataset))
+    if name.startswith(MOSAIC_PREFIX):  # 2x2 tiles of the source's channels
+        channels = dataset_shape(name[len(MOSAIC_PREFIX) :])[0]
+        return channels, 2 * MOSAIC_TILE, 2 * MOSAIC_TILE
+    if name.startswith((IMAGEFOLDER_PREFIX, CSV_PREFIX)):  # decoded by the image folders' code
+        return NATIVE_SHAPES["imagefolder"]
+    return NATIVE_SHAPES[name]
 
 
 def resolve_dataset_name(dataset: str) -> str:
     """The canonical name (``"CIFAR10"`` -> ``"cifar10"``), or a clear error with a suggestion."""
     text = dataset.strip()
-    if text[: len(IMAGEFOLDER_PREFIX)].lower() == IMAGEFOLDER_PREFIX:
-        if not text[len(IMAGEFOLDER_PREFIX) :]:
-            raise ArchbenchError("imagefolder: needs a path, e.g. imagefolder:/data/my-images")
-        return IMAGEFOLDER_PREFIX + text[len(IMAGEFOLDER_PREFIX) :]
-    if text.lower() in DATASET_NAMES:
-        return text.lower()
-    choices = (*DATASET_NAMES, "imagefolder:PATH")
+    lowered = text.lower()
+    for prefix in PREFIXES:
+        if lowered.startswith(prefix):
+            rest = text[len(prefix) :]
+            if not rest:
+                raise ArchbenchError(f"{prefix} needs a value, e.g. {prefix}{_EXAMPLES[prefix]}")
+            if prefix == MOSAIC_PREFIX:
+                return prefix + resolve_dataset_name(rest)
+            return prefix + rest
+    if lowered in DATASET_NAMES:
+        return lowered
+    choices = (*DATASET_NAMES, "imagefolder:PATH", "csv:PATH", "mosaic:DATASET")
     close = difflib.get_close_matches(text.lower(), [*DATASET_NAMES, "imagefolder"], n=1)
     if text and Path(text).expanduser().is_dir():
         suggestion = f"imagefolder:{text}"
@@ -212,39 +265,11 @@ def resolve_dataset_name(dataset: str) -> str:
     raise ArchbenchError(f"unknown dataset {dataset!r}{hint} choose from {', '.join(choices)}")
 
 
-def stratified_split(
-    labels: torch.Tensor, fraction: float, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices ``(kept, held_out)``, each sorted, holding out ``fraction`` of every class.
-
-    Per class (in label order) a permutation seeded by ``seed`` picks ``round(fraction * n)``
-    images (halves round up), at most ``n - 1`` so no class vanishes from the kept part.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    kept, held = [], []
-    for label in torch.unique(labels).tolist():
-        members = (labels == label).nonzero().flatten()
-        n = members.numel()
-        k = min(math.floor(fraction * n + 0.5), n - 1)
-        shuffled = members[torch.randperm(n, generator=generator)]
-        held.append(shuffled[:k])
-        kept.append(shuffled[k:])
-    return torch.cat(kept).sort().values, torch.cat(held).sort().values
-
-
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Exact per-channel mean and (population) std of uint8 images, on the 0-1 scale."""
-    values = torch.arange(256, dtype=torch.float64) / 255
-    means, stds = [], []
-    for channel in range(images.shape[1]):
-        counts = torch.bincount(images[:, channel].reshape(-1).cpu(), minlength=256).double()
-        total = counts.sum()
-        mean = (counts * values).sum() / total
-        var = (counts * values.square()).sum() / total - mean.square()
-        means.append(float(mean))
-        std = math.sqrt(max(float(var), 0.0))
-        stds.append(std if std > 0 else 1.0)  # a constant channel: leave it unscaled
-    return tuple(means), tuple(stds)
+_EXAMPLES = {
+    IMAGEFOLDER_PREFIX: "/data/my-images",
+    CSV_PREFIX: "/data/labels.csv",
+    MOSAIC_PREFIX: "imagefolder:/data/my-images",
+}
 
 
 def _cached_stats(

@@ -99,7 +99,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class BatchLoader:
-    """Iterates (normalized float images, labels) batches of a Split, all in memory.
+    """Iterates (normalized float images, labels or multi-hot targets) batches of a Split.
 
     The uint8 split is moved to ``device`` once, and each epoch's random draws once; each batch
     is gathered, augmented and normalized there, with no host-device synchronization. The order
@@ -141,12 +141,12 @@ class BatchLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        n = int(self.labels.numel())
+        n = int(self.labels.shape[0])
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        n = int(self.labels.numel())
+        n = int(self.labels.shape[0])
         order = None
         if self.shuffle:
             order = to_device(torch.randperm(n, generator=generator), self.device)

@@ -56,6 +56,8 @@ def compare_runs(
 ) -> dict[str, Any]:
     """McNemar's exact test of run A against run B; what ``archbench compare`` prints."""
     a, b = load_run(run_a), load_run(run_b)
+    for run in (a, b):
+        run.require_single_label("compare")
     _same_test_set(a, b)
     labels_a, predictions_a, how_a = _predictions(a, regroup)
     labels_b, predictions_b, how_b = _predictions(b, regroup)

@@ -22,6 +22,7 @@ class ProfileConfig:
     parity_samples: int = 100
     top_layers: int = 15
     peak_cache_dir: Path | None = None
+    threshold: float | None = None  # multi-label: probability counted as predicted (run's, 0.5)
     tf32: bool = False  # CUDA fp32 matmuls and convolutions may use TF32 (measure.precision)
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES  # int8: training images calibrated on
     cold_start: bool = True  # fresh-interpreter cold start and memory per backend

@@ -18,6 +18,7 @@ def explain_run(run_dir: Path, *, method: str = "saliency", images: str = "miscl
     """
     choice = ImageChoice.parse(images)  # a bad --images fails before the run is read
     run = load_run(run_dir)
+    run.require_single_label("explain")
     path = run.path / f"explain-{method}.png"
     record: dict[str, Any] = explain_images(
         run.model,

@@ -8,16 +8,17 @@ to check that two runs were tested on the same images.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..data import STUDY_SHAPE, DataConfig, load_data, normalize
+from ..data import STUDY_SHAPE, load_data, normalize
 from ..data.groups import GroupMap, load_regrouping, regrouping_from_record
 from ..errors import ArchbenchError
-from ..train import rundir
+from ..train import TrainConfig, rundir
+from ..train.task import DEFAULT_THRESHOLD
 from ..train.transfer.setup import model_for_checkpoint
 
 
@@ -30,7 +31,8 @@ class LoadedRun:
     model: nn.Module
     images: torch.Tensor  # normalized as in training, float32
     display: torch.Tensor  # the same images as stored (uint8), for a person to look at
-    labels: torch.Tensor  # in the model's classes: groups for a directly regrouped run
+    labels: torch.Tensor  # in the model's classes: groups for a directly regrouped run;
+    # uint8 multi-hot (N, K) rows for a multi-label run
     fine_labels: torch.Tensor  # the dataset's own classes
     class_names: list[str]  # the model's outputs
     fine_class_names: list[str]
@@ -46,6 +48,23 @@ class LoadedRun:
     @property
     def arch(self) -> str:
         return self.checkpoint["arch"]
+
+    @property
+    def task(self) -> str:
+        return self.info.config["train"].get("task", "classification")
+
+    @property
+    def threshold(self) -> float:
+        """The probability a multi-label run counts as a predicted label."""
+        return float(self.info.config["train"].get("threshold", DEFAULT_THRESHOLD))
+
+    def require_single_label(self, what: str) -> None:
+        """Refuse a multi-label run where one class per image is assumed."""
+        if self.task == "multilabel":
+            raise ArchbenchError(
+                f"{what} judges one class per image; {self.path} is a multi-label run "
+                "(archbench profile gives its mAP and Hamming error)"
+            )
 
     @property
     def threads(self) -> int | None:
@@ -75,8 +94,10 @@ def load_run(run_dir: Path) -> LoadedRun:
     best = rundir.load_checkpoint(best_path, expect={k: v for k, v in expect.items() if v})
     # Runs from before input shapes were recorded were all fed the study's shape.
     shape = tuple(train.get("input_shape") or STUDY_SHAPE)
-    # A plain network, or a head on a pretrained backbone (run --weights --finetune head).
-    model = model_for_checkpoint(best, in_channels=shape[0])
+    # A plain network, or a head on a pretrained backbone (run --weights --finetune head); the
+    # run's task decides the plain network's end (multi-label drops a final ReLU).
+    task = train.get("task", "classification")
+    model = model_for_checkpoint(best, in_channels=shape[0], task=task)
     try:
         model.load_state_dict(best["model"])
     except RuntimeError as error:
@@ -84,19 +105,11 @@ def load_run(run_dir: Path) -> LoadedRun:
             f"{best_path} does not fit {best['arch']} with {best['num_classes']} classes: "
             f"{str(error).splitlines()[0]}"
         ) from None
-    data = load_data(
-        DataConfig(
-            dataset=train["dataset"],
-            data_dir=Path(train["data_dir"]).expanduser() if train.get("data_dir") else None,
-            val_fraction=train.get("val_fraction", 0.1),
-            split_seed=train.get("seed", 0),
-            download=False,
-            input_shape=shape,
-        )
-    )
+    trained = replace(TrainConfig.from_dict(train), input_shape=shape)
+    data = load_data(trained.data_config(download=False))
     mean = best.get("mean") or data.mean
     std = best.get("std") or data.std
-    fine_labels = data.test.labels.long()
+    fine_labels = data.test.labels if data.multilabel else data.test.labels.long()
     trained_groups = None
     labels, class_names = fine_labels, list(data.classes)
     if info.config.get("regroup"):

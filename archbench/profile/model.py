@@ -31,6 +31,7 @@ from torch import nn
 from .. import files
 from ..errors import ArchbenchError, describe_error
 from ..evaluate.classification import accuracy_report, predict_logits
+from ..evaluate.multilabel import DEFAULT_THRESHOLD, multilabel_report
 from ..evaluate.regroup import GroupMap, evaluate_regrouped, write_regrouped
 from ..measure import exclusive, precision
 from ..measure.backends import backend_method, device_of, is_onnxruntime, parse_backends
@@ -76,9 +77,9 @@ def _check_inputs(samples, labels, eval_images, class_names, num_classes, config
         raise ArchbenchError(f"{len(names)} class names for {num_classes} classes")
     if labels is not None:
         eval_images = samples if eval_images is None else eval_images
-        if eval_images.shape[0] != labels.reshape(-1).shape[0]:
+        if eval_images.shape[0] != labels.shape[0]:
             raise ArchbenchError(
-                f"{eval_images.shape[0]} evaluation images but {labels.numel()} labels"
+                f"{eval_images.shape[0]} evaluation images but {labels.shape[0]} labels"
             )
     return _Inputs(
         latency=samples[: config.samples] if config.samples is not None else samples,
@@ -139,8 +140,8 @@ def _export_and_parity(model, onnx_path: Path, inputs: _Inputs, threads: int, sa
 
 
 def _accuracy(model, inputs: _Inputs, out_dir: Path, threads: int, group_map, say: Say):
-    """The accuracy and regrouped blocks and their files, when labels were given."""
-    if inputs.labels is None:
+    """The accuracy and regrouped blocks and their files, when single-label labels were given."""
+    if inputs.labels is None or inputs.labels.ndim == 2:
         (out_dir / "confusion_matrix.csv").unlink(missing_ok=True)  # none from an earlier run
         return None, None
     say(f"accuracy on {inputs.evaluation.shape[0]} images")
@@ -152,6 +153,15 @@ def _accuracy(model, inputs: _Inputs, out_dir: Path, threads: int, group_map, sa
     say(f"regrouped as {group_map.name}: merged confusion matrix and ROC")
     evaluation = evaluate_regrouped(group_map, logits, inputs.labels)
     return accuracy, {**evaluation.summary, "files": write_regrouped(out_dir, evaluation)}
+
+
+def _multilabel(model, inputs: _Inputs, threshold: float, threads: int, say: Say):
+    """The ``multilabel`` block, when the labels are multi-hot rows."""
+    if inputs.labels is None or inputs.labels.ndim != 2:
+        return None
+    say(f"multi-label figures on {inputs.evaluation.shape[0]} images at threshold {threshold}")
+    logits = predict_logits(model, inputs.evaluation.to(torch.float32), threads=threads)
+    return multilabel_report(logits, inputs.labels, inputs.class_names, threshold)
 
 
 def _latency(
@@ -264,11 +274,16 @@ def _measure(
         model, backends, exported, calibration, config.calibration_samples, out_dir, say
     )
     accuracy, regrouped = _accuracy(model, inputs, out_dir, threads, group_map, say)
+    threshold = config.threshold if config.threshold is not None else DEFAULT_THRESHOLD
+    multilabel = _multilabel(model, inputs, threshold, threads, say)
     latency = _latency(model, backends, exported, paths, made, inputs, config, threads, say)
     images = inputs.evaluation if inputs.labels is not None else inputs.latency
     fp32_size = os.path.getsize(exported.path) if exported.ok else None
+    # Reduced precisions are judged on top-1 against single labels; for multi-hot ones only
+    # their agreement with fp32 is a figure.
+    single_labels = inputs.labels if multilabel is None else None
     numerics = deployment.numerics(
-        model, latency, paths, images, inputs.labels, fp32_size, threads, say
+        model, latency, paths, images, single_labels, fp32_size, threads, say
     )
     if config.cold_start:
         deployment.cold_starts(
@@ -295,6 +310,7 @@ def _measure(
         "complexity": complexity,
         "accuracy": accuracy,
         "regrouped": regrouped,
+        "multilabel": multilabel,
         "onnx": {
             "ok": exported.ok,
             "opset": OPSET,
@@ -347,7 +363,9 @@ def profile_model(
         out_dir: directory to write into (created if needed).
         samples: real, normalized float32 test images ``(N, 3, 32, 32)`` for latency (the first
             ``config.samples``) and ONNX parity (the first ``config.parity_samples``).
-        labels: when given, accuracy is computed on ``eval_images`` (default: ``samples``).
+        labels: when given, accuracy is computed on ``eval_images`` (default: ``samples``);
+            multi-hot ``(N, K)`` labels give the ``multilabel`` block instead, at
+            ``config.threshold``.
         eval_images: images matching ``labels``.
         class_names: names for per-class figures (default ``"0"``, ``"1"``, ...).
         calibration: normalized training images for int8 calibration (the int8 backend is

@@ -32,7 +32,7 @@ def run_retrieval(
     if (config.gallery is None) != (query_split is not None):
         raise ArchbenchError("--gallery SPLIT goes with --queries SPLIT; a size with a size")
     wanted = tuple(dict.fromkeys(s for s in (gallery_split, query_split) if s is not None))
-    features = source_features(source, splits=wanted)
+    features = source_features(source, splits=wanted, single_label_for="retrieval")
     if gallery_split not in features.splits or (query_split and query_split not in features.splits):
         raise ArchbenchError(f"{features.data.name} has no {gallery_split}/{query_split} split")
     gallery, gallery_labels = features.splits[gallery_split].tensors()

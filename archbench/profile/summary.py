@@ -40,6 +40,18 @@ def print_summary(profile: dict[str, Any], console) -> None:
             + (f", top-5 {100 * top5:.2f}%" if top5 is not None else "")
             + f", macro F1 {accuracy['macro']['f1']:.3f} on {accuracy['n']:,} images"
         )
+    multilabel = profile.get("multilabel")
+    if multilabel:
+        kinds = multilabel["kinds"]
+        console.print(
+            f"  multi-label at {multilabel['threshold']}: Hamming error "
+            f"{multilabel['hamming_error']:.4f} (all-negative "
+            f"{multilabel['all_negative_hamming_error']:.4f}), mAP {multilabel['map']:.3f} "
+            f"(constant score {multilabel['all_negative_map']:.3f}), micro F1 "
+            f"{multilabel['micro']['f1']:.3f}, macro F1 {multilabel['macro']['f1']:.3f}; "
+            + ", ".join(f"{kind} {100 * kinds[kind]:.1f}%" for kind in kinds)
+            + f" of {multilabel['n']:,} images"
+        )
     regrouped = profile.get("regrouped")
     if regrouped:
         auc = regrouped.get("roc_auc")

@@ -64,6 +64,7 @@ def profile_run(
     run = load_run(run_dir)
     group_map = None
     if regroup is not None:
+        run.require_single_label("--regroup")
         if run.trained_groups is not None:
             raise ArchbenchError(
                 f"{run.path} was trained on the groups of {run.trained_groups.name!r}: its "
@@ -72,6 +73,8 @@ def profile_run(
         group_map = run.groups_for(regroup)
     if config.threads is None and run.threads:
         config = replace(config, threads=run.threads)
+    if config.threshold is None and run.task == "multilabel":
+        config = replace(config, threshold=run.threshold)
     calibration = normalize(
         calibration_subset(run.train_images, config.calibration_samples), run.mean, run.std
     )

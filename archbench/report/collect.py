@@ -32,6 +32,10 @@ class RunRecord:
         return self.config["train"]["dataset"]
 
     @property
+    def task(self) -> str:
+        return self.config["train"].get("task", "classification")
+
+    @property
     def status(self) -> str:
         return self.result.get("status", "unknown")
 

@@ -49,7 +49,8 @@ def write_figures(
         loss_axis.set_xlabel("epoch")
         loss_axis.set_ylabel("training loss")
         acc_axis = loss_axis.twinx()
-        acc_key = "val_acc" if record.metrics[0].get("val_acc") is not None else "test_acc"
+        watched = ("val_acc", "test_acc", "val_map", "test_map")  # multi-label: mAP
+        acc_key = next((k for k in watched if record.metrics[0].get(k) is not None), "test_acc")
         acc_axis.plot(
             epochs, [r.get(acc_key) for r in record.metrics], color="tab:orange", label=acc_key
         )

@@ -17,6 +17,7 @@ from ..train import rundir
 from .aggregate import aggregate_seeds
 from .collect import RunRecord, nested_get
 from .figures import write_figures
+from .multilabel import multilabel_section, multilabel_table, write_multilabel_figures
 from .run_figures import run_figures_section
 from .study import study_comparison, study_latency_ratios
 from .study_targets import COST_NOTE, cost_table, target_lines
@@ -161,13 +162,16 @@ def render_markdown(
     study: str | None,
     figures: Sequence[Path] = (),
     notes: Sequence[str] = (),
+    multilabel: pd.DataFrame | None = None,
     run_sections: Sequence[str] = (),
 ) -> str:
     """The page: ``table`` is :func:`run_table` of ``records`` (which also name incomplete runs)."""
     lines = [f"# {title}", "", *_conditions(records), *[f"- {note}" for note in notes], ""]
     incomplete = [r for r in records if not r.complete]
-    if table.empty:
+    multilabel = multilabel if multilabel is not None else pd.DataFrame()
+    if table.empty and multilabel.empty:
         lines += ["No complete rundir.", ""]
+    lines += multilabel_section(multilabel, figures, _markdown)
     for dataset, group in table.groupby("dataset", sort=False) if not table.empty else []:
         shaped = study_shaped_table(group, mark_budget=bool(study))
         lines += [f"## {dataset}", "", _markdown(shaped), ""]
@@ -290,7 +294,9 @@ def write_report(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = aggregate_seeds(run_table(records))
+    multilabel = multilabel_table(records)
     figures = write_figures(records, table, out.parent, out.stem)
+    figures += write_multilabel_figures(multilabel, out.parent, out.stem)
     text = render_markdown(
         records,
         table,
@@ -299,6 +305,7 @@ def write_report(
         study=study,
         figures=figures,
         notes=notes,
+        multilabel=multilabel,
         run_sections=run_figures_section(records, out.parent, out.stem),
     )
     files.write_text(out, text)

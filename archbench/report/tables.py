@@ -17,6 +17,7 @@ from ..measure.backends import BACKENDS
 from ..measure.complexity import describe_uncounted
 from .aggregate import group_keys
 from .collect import RunRecord, nested_get
+from .multilabel import multilabel_table
 
 
 def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
@@ -24,8 +25,8 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     rows = []
     groups = group_keys(records)
     for record, group in zip(records, groups, strict=True):
-        if not record.complete:
-            continue
+        if not record.complete or record.task != "classification":
+            continue  # multi-label runs have their own table (report/multilabel.py)
         profile, result = record.profile, record.result
         seconds, threads = record.train_seconds, record.threads
         row: dict[str, Any] = {
@@ -218,6 +219,9 @@ def cold_start_table(table: pd.DataFrame) -> pd.DataFrame:
 def table_data(records: Sequence[RunRecord], fmt: str) -> str:
     """The flat run table as CSV or JSON (records), for pandas users."""
     table = run_table(records)
+    multilabel = multilabel_table(records)
+    if not multilabel.empty:
+        table = pd.concat([table, multilabel], ignore_index=True) if not table.empty else multilabel
     incomplete = pd.DataFrame(
         [
             {"dataset": r.dataset, "arch": r.arch, "status": r.status, "run_dir": str(r.path)}

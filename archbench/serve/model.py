@@ -153,6 +153,11 @@ def load_run_model(
     best_path = info.path / BEST
     if not best_path.is_file():
         raise ArchbenchError(f"{info.path} has no {BEST} to serve (status {info.status})")
+    if info.config["train"].get("task", "classification") == "multilabel":
+        raise ArchbenchError(
+            f"{info.path} is a multi-label run: the service answers one class per image "
+            "(softmax probabilities); archbench profile gives a multi-label run's figures"
+        )
     described = info.config.get("data", {})
     expect = {"arch": info.config["train"]["arch"], "num_classes": described.get("num_classes")}
     best = load_checkpoint(best_path, expect={k: v for k, v in expect.items() if v})

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import torch
 
 from architectures import arch_info
 
-from ..data import AUGMENTATIONS, ImageData, dataset_shape
+from ..data import AUGMENTATIONS, DataConfig, ImageData, dataset_shape
+from ..data.multilabel import CsvLayout
 from ..errors import ArchbenchError
+from .loss import parse_pos_weight
 from .schedule import PLATEAU_PRESETS, EarlyStopConfig, EarlyStopping, PlateauSchedule
+from .task import DEFAULT_THRESHOLD, TASKS
 from .transfer.setup import TransferConfig
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
@@ -26,7 +30,8 @@ PRECISIONS = ("fp32", "bf16")
 
 # The study trains for up to 200 epochs; digits is the offline demo and converges in a few.
 DEFAULT_MAX_EPOCHS = 200
-DATASET_MAX_EPOCHS = {"digits": 15}
+DATASET_MAX_EPOCHS = {"digits": 15, "digits-mosaic": 15}
+MULTILABEL_SOURCES = "digits-mosaic, mosaic:DATASET or csv:PATH"
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,14 @@ class TrainConfig:
     finetune: str | None = None  # head | last-block | all (default all with --weights)
     pooling: str = "avg"  # how a head's features are pooled: avg | max
     augment_copies: int = 0  # augmented copies of the training features a head trains on
+    task: str = "classification"  # or multilabel: multi-hot targets, weighted BCE, mAP
+    pos_weight: str | None = None  # multilabel: W, auto or auto-per-label (default 1)
+    threshold: float = DEFAULT_THRESHOLD  # multilabel: probability that counts as "present"
+    train_limit: int | None = None  # keep this many training images (learning curves)
+    csv_image_column: str = CsvLayout.image_column
+    csv_labels_column: str = CsvLayout.labels_column
+    csv_split_column: str = CsvLayout.split_column
+    csv_label_separator: str = CsvLayout.separator
 
     def resolve_input_shape(self) -> TrainConfig:
         """Fix ``input_shape``: the registered network's own, or the dataset's for a foreign
@@ -85,8 +98,35 @@ class TrainConfig:
     def transfer(self) -> TransferConfig:
         return TransferConfig(self.weights, self.finetune, self.pooling, self.augment_copies)
 
+    def data_config(self, *, download: bool = True) -> DataConfig:
+        """Where this run's images and targets come from, how they are split, and the
+        ``input_shape`` they are fitted to (resolve it first; None keeps the native shape)."""
+        return DataConfig(
+            dataset=self.dataset,
+            data_dir=Path(self.data_dir).expanduser() if self.data_dir else None,
+            val_fraction=self.val_fraction,
+            split_seed=self.seed,
+            download=download,
+            input_shape=self.input_shape,
+            train_limit=self.train_limit,
+            csv_layout=CsvLayout(
+                image_column=self.csv_image_column,
+                labels_column=self.csv_labels_column,
+                split_column=self.csv_split_column,
+                separator=self.csv_label_separator,
+            ),
+        )
+
     def resolved(self, data: ImageData) -> TrainConfig:
         """Fill the dataset-dependent defaults so the saved config says what really ran."""
+        if data.multilabel != (self.task == "multilabel"):
+            raise ArchbenchError(
+                f"--task multilabel needs a multi-label dataset ({MULTILABEL_SOURCES}); "
+                f"{data.name} is single-label"
+                if self.task == "multilabel"
+                else f"{data.name} is a multi-label dataset: add --task multilabel"
+            )
+        multilabel = self.task == "multilabel"
         # A head on a frozen backbone trains from the feature cache, valid only without random
         # augmentation (seed 003): no augmentation is its default unless copies are asked for.
         head_default = self.transfer.mode == "head" and not self.augment_copies
@@ -97,6 +137,7 @@ class TrainConfig:
             finetune=self.transfer.mode,
             threads=self.threads or torch.get_num_threads(),
             device=resolve_device(self.device),
+            pos_weight=parse_pos_weight(self.pos_weight or "1") if multilabel else None,
         )
 
     def validate(self, *, device_here: bool = True) -> None:
@@ -113,6 +154,11 @@ class TrainConfig:
             (self.threads is None or self.threads > 0, "--threads must be positive"),
             (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),
             (self.early_stop_patience > 0, "--early-stop-patience must be positive"),
+            (0 < self.threshold < 1, f"--threshold must be in (0, 1), got {self.threshold}"),
+            (
+                self.train_limit is None or self.train_limit > 0,
+                f"train_limit must be positive, got {self.train_limit}",
+            ),
             (
                 self.input_size is None or self.input_size > 0,
                 f"--input-size must be positive, got {self.input_size}",
@@ -127,6 +173,7 @@ class TrainConfig:
             ("--select-on", self.select_on, SELECT_ON),
             ("--device", self.device, DEVICES),
             ("--precision", self.precision, PRECISIONS),
+            ("--task", self.task, TASKS),
         ]
         if self.augment is not None:
             choices.append(("--augment", self.augment, AUGMENTATIONS))
@@ -138,6 +185,26 @@ class TrainConfig:
                 "--val-fraction 0 leaves no validation split: use --select-on test "
                 "and a plateau schedule, or keep a validation split"
             )
+        if self.pos_weight is not None:
+            if self.task != "multilabel":
+                raise ArchbenchError(
+                    "--pos-weight weighs positive labels of a multi-label task; add "
+                    f"--task multilabel (this run's task is {self.task})"
+                )
+            parse_pos_weight(self.pos_weight)
+        if self.task == "multilabel" and self.transfer.mode is not None:
+            raise ArchbenchError(
+                "--weights/--finetune (transfer learning) support single-label classification "
+                "only: pretrained heads and the feature cache keep one class per image; train "
+                "--task multilabel from scratch"
+            )
+        if self.task == "multilabel":
+            for flag, value in (("--regroup", self.regroup), ("--class-weight", self.class_weight)):
+                if value is not None:
+                    raise ArchbenchError(
+                        f"{flag} applies to single-label classes; a multi-label run weighs its "
+                        "labels with --pos-weight"
+                    )
         # A Ray head checks a plan for its workers: their GPUs are not the head's.
         if device_here and self.device == "cuda" and not torch.cuda.is_available():
             raise ArchbenchError("--device cuda was asked for but no CUDA device is available")

@@ -25,6 +25,21 @@ METRIC_COLUMNS = (
     "epoch_seconds",
     "images_per_second",
 )
+# Multi-label runs watch mAP (which selects best.pt), Hamming error and micro F1 instead.
+MULTILABEL_METRIC_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_hamming",
+    *(
+        f"{split}_{name}"
+        for split in ("val", "test")
+        for name in ("loss", "map", "hamming", "micro_f1")
+    ),
+    "lr",
+    "lr_drops",
+    "epoch_seconds",
+    "images_per_second",
+)
 
 
 class RunLog:
@@ -41,13 +56,14 @@ class RunLog:
             self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
-def write_metrics(path: Path, history: list[dict]) -> None:
-    """``metrics.csv``: one row per epoch, the same columns whatever the run watched."""
+def write_metrics(path: Path, history: list[dict], task: str = "classification") -> None:
+    """``metrics.csv``: one row per epoch, the task's columns whatever the run watched."""
+    columns = MULTILABEL_METRIC_COLUMNS if task == "multilabel" else METRIC_COLUMNS
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in history:
-        writer.writerow({key: _csv_value(row.get(key)) for key in METRIC_COLUMNS})
+        writer.writerow({key: _csv_value(row.get(key)) for key in columns})
     files.write_text(path, buffer.getvalue())
 
 
@@ -59,16 +75,25 @@ def _csv_value(value):
     return value
 
 
+_FIGURES = ("acc", "map", "hamming")  # what an epoch line shows besides the loss
+
+
 def epoch_line(row: dict, max_epochs: int, action: Action) -> str:
     parts = [
         f"epoch {row['epoch']:>3}/{max_epochs}",
         f"train_loss {row['train_loss']:.4f}",
-        f"train_acc {row['train_acc']:.4f}",
+    ]
+    parts += [
+        f"train_{name} {row[f'train_{name}']:.4f}" for name in _FIGURES if f"train_{name}" in row
     ]
     for split in ("val", "test"):
-        if f"{split}_acc" in row:
+        if f"{split}_loss" in row:
             parts.append(f"{split}_loss {row[f'{split}_loss']:.4f}")
-            parts.append(f"{split}_acc {row[f'{split}_acc']:.4f}")
+            parts += [
+                f"{split}_{name} {row[f'{split}_{name}']:.4f}"
+                for name in _FIGURES
+                if f"{split}_{name}" in row
+            ]
     parts += [f"lr {row['lr']:.2e}", f"{row['images_per_second']:.0f} img/s"]
     if action is Action.DROP_LR:
         parts.append("-> lr drop")

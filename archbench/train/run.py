@@ -16,7 +16,7 @@ from rich.console import Console
 from architectures import check_output, create_arch
 
 from .. import files
-from ..data import DataConfig, ImageData, Split, default_data_dir, load_data
+from ..data import ImageData, Split, default_data_dir, load_data
 from ..data.groups import load_regrouping, regroup_data, regrouping_from_record
 from ..errors import ArchbenchError
 from ..locks import DirectoryLock
@@ -26,6 +26,7 @@ from .class_weight import resolve_class_weights
 from .config import TrainConfig
 from .records import RunLog
 from .signals import StopRequest
+from .task import make_task
 from .trainer import Trainer
 from .transfer.setup import Transfer, prepare_transfer
 
@@ -56,15 +57,7 @@ class Prepared:
 
 
 def _load_data(config: TrainConfig) -> ImageData:
-    return load_data(
-        DataConfig(
-            dataset=config.dataset,
-            data_dir=Path(config.data_dir).expanduser() if config.data_dir else None,
-            val_fraction=config.val_fraction,
-            split_seed=config.seed,
-            input_shape=config.input_shape,
-        )
-    )
+    return load_data(config.data_config())
 
 
 def _prepare_data(config: TrainConfig, data: ImageData, recorded: dict | None):
@@ -96,7 +89,7 @@ def _prepare_data(config: TrainConfig, data: ImageData, recorded: dict | None):
 
 def _describe_data(data: ImageData) -> dict:
     def size(split: Split | None) -> int:
-        return 0 if split is None else int(split.labels.numel())
+        return 0 if split is None else len(split)
 
     return {
         "name": data.name,
@@ -109,6 +102,7 @@ def _describe_data(data: ImageData) -> dict:
         "std": list(data.std),
         "input_shape": list(data.shape),
         "native_shape": list(data.native_shape),
+        "multilabel": data.multilabel,
     }
 
 
@@ -144,6 +138,7 @@ def train_run(
     rundir.ensure_writable(Path(config.runs_dir))
     prepared = _prepare(config, None)
     config = prepared.config
+    loss = _describe_loss(config, prepared.data)  # an undefined auto weight fails here
     run_dir = rundir.new_run_dir(Path(config.runs_dir), config.arch, config.dataset, name)
     grouping = {} if group is None else {"group": group}
     transfer = {} if prepared.transfer is None else {"transfer": prepared.transfer.record}
@@ -155,6 +150,7 @@ def train_run(
                 **grouping,
                 "data": prepared.sizes,
                 **prepared.labels_record,
+                "loss": loss,
                 **transfer,
                 "system": describe_system(),
             },
@@ -235,13 +231,37 @@ def _train(
         )
         return RunOutcome(run_dir, status, result)
     files.write_json(run_dir / rundir.RESULT, result)
-    top5 = "" if result.get("test_top5") is None else f", top-5 {result['test_top5']:.4f}"
     log(
         f"complete after {trainer.epoch} epochs ({trainer.schedule.drops} LR drops); "
-        f"best epoch {result['best_epoch']} by {result['selected_on']}; "
-        f"test top-1 {result['test_top1']:.4f}{top5}"
+        f"best epoch {result['best_epoch']} by {result['selected_on']}; {_test_summary(result)}"
     )
     return RunOutcome(run_dir, status, result)
+
+
+def _describe_loss(config: TrainConfig, data: ImageData) -> dict:
+    """What ``config.json`` records of the loss: for multi-label, the positive weights used."""
+    if config.task != "multilabel":
+        return {"kind": "cross-entropy"}
+    weights = make_task(
+        config.task, data.train.labels, data.num_classes, pos_weight=config.pos_weight
+    ).pos_weight
+    return {
+        "kind": "bce-with-logits",
+        "pos_weight": config.pos_weight,
+        "pos_weight_values": [round(float(w), 6) for w in weights],
+        "threshold": config.threshold,
+    }
+
+
+def _test_summary(result: dict) -> str:
+    if "test_map" in result:
+        return (
+            f"test mAP {result['test_map']:.4f}, Hamming error {result['test_hamming']:.4f} "
+            f"(all-negative {result['test_all_negative_hamming']:.4f}), "
+            f"micro F1 {result['test_micro_f1']:.4f}"
+        )
+    top5 = "" if result.get("test_top5") is None else f", top-5 {result['test_top5']:.4f}"
+    return f"test top-1 {result['test_top1']:.4f}{top5}"
 
 
 def _resume_target(path: Path) -> tuple[Path, TrainConfig]:

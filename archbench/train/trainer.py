@@ -12,11 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from architectures import create_arch
 
 from .. import files
 from ..data import BatchLoader, ImageData
@@ -27,6 +24,7 @@ from .config import TrainConfig, make_optimizer
 from .records import RunLog, epoch_line, write_metrics
 from .schedule import Action
 from .signals import StopRequest
+from .task import build_model, make_task
 from .transfer.setup import Transfer
 
 PROGRESS_REFRESH_S = 0.5  # how often the live line reads the loss back from the device
@@ -49,11 +47,21 @@ class Trainer:
         self.console, self.quiet = console, log.quiet
         self.device = torch.device(config.device)
         self.train_loader, self.eval_loaders = _loaders(config, data, self.device)
+        # Class weights weigh the training loss only: validation loss and accuracy stay
+        # comparable. A pretrained run learns through the same task (loss, figures).
+        self.task = make_task(
+            config.task,
+            data.train.labels,
+            data.num_classes,
+            pos_weight=config.pos_weight,
+            threshold=config.threshold,
+            class_weights=class_weights,
+            device=self.device,
+        )
         if transfer is None:  # pretrained runs come built (see train/transfer/setup.py)
             torch.manual_seed(config.seed)
-            self.model = create_arch(
-                config.arch, num_classes=data.num_classes, in_channels=data.shape[0]
-            ).to(self.device)
+            model = build_model(config.arch, data.num_classes, config.task, data.shape[0])
+            self.model = model.to(self.device)
             if config.channels_last:
                 self.model = self.model.to(memory_format=torch.channels_last)
             step_model, trainable = self.model, list(self.model.parameters())
@@ -65,10 +73,6 @@ class Trainer:
             )
             if transfer.train_loader is not None:  # a head trained from cached features
                 self.train_loader, self.eval_loaders = transfer.train_loader, transfer.eval_loaders
-        # Weights the training loss only: validation loss and accuracy stay comparable.
-        self.class_weights = (
-            None if class_weights is None else torch.tensor(class_weights, device=self.device)
-        )
         # torch.compile wraps the module; checkpoints keep the plain module's state_dict.
         self.step_model = torch.compile(step_model) if config.compile else step_model
         self.optimizer = make_optimizer(config, trainable)
@@ -116,6 +120,8 @@ class Trainer:
                 "std": list(self.data.std),
                 "selected_on": self.selection_metric,
                 "transfer": self.config.transfer.checkpoint_record(),
+                "task": self.config.task,
+                "threshold": self.config.threshold,
             },
             self.run_dir / rundir.BEST,
         )
@@ -144,10 +150,11 @@ class Trainer:
 
     @property
     def selection_metric(self) -> str:
-        """Which figure picks ``best.pt``: val/test accuracy, or val loss under early stopping."""
+        """Which figure picks ``best.pt``: val/test accuracy (mAP for multi-label), or val loss
+        under early stopping."""
         if self.config.schedule == "early-stop":
             return "val_loss"
-        return f"{self.config.select_on}_acc"
+        return f"{self.config.select_on}_{self.task.selection_figure}"
 
     def train_one_epoch(self, stop: StopRequest) -> dict | None:
         """One pass over the training split; ``None`` if a stop was requested mid-epoch.
@@ -160,7 +167,7 @@ class Trainer:
         self.train_loader.set_epoch(self.epoch)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
+        seen = judged = 0
         progress = self._progress()
         task = progress.add_task(f"epoch {self.epoch + 1}", total=len(self.train_loader))
         start = refreshed = time.perf_counter()
@@ -170,13 +177,15 @@ class Trainer:
                     return None
                 with self._autocast():
                     logits = self.step_model(images)
-                    loss = F.cross_entropy(logits, labels, weight=self.class_weights)
+                    loss = self.task.loss(logits, labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                batch = labels.numel()
+                batch = labels.shape[0]
                 loss_sum += loss.detach() * batch
-                correct += (logits.detach().argmax(1) == labels).sum()
+                count, decisions = self.task.train_count(logits.detach(), labels)
+                correct += count
+                judged += decisions
                 seen += batch
                 now = time.perf_counter()
                 if not progress.disable and now - refreshed >= PROGRESS_REFRESH_S:
@@ -190,7 +199,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         return {
             "train_loss": loss_sum.item() / seen,
-            "train_acc": correct.item() / seen,
+            f"train_{self.task.train_figure}": correct.item() / judged,
             "epoch_seconds": seconds,
             "images_per_second": seen / seconds,
         }
@@ -212,31 +221,10 @@ class Trainer:
             disable=self.quiet or not self.console.is_terminal,
         )
 
-    @torch.inference_mode()
     def evaluate(self, split: str, loader: BatchLoader | None = None) -> dict:
-        """Loss, top-1 and top-5 accuracy of the current weights on a split (summed on the
-        device, in float64 as a Python float would be, and read back once)."""
-        loader = loader or self.eval_loaders[split]
+        """The task's figures of the current weights on a split (loss, accuracy or mAP...)."""
         self.model.eval()
-        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        top1 = torch.zeros((), device=self.device, dtype=torch.long)
-        top5 = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
-        k = min(5, self.data.num_classes)
-        for images, labels in loader:
-            logits = self.step_model(images)
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-            ranked = logits.topk(k, dim=1).indices
-            hits = ranked == labels[:, None]
-            top1 += hits[:, 0].sum()
-            top5 += hits.any(dim=1).sum()
-            seen += labels.numel()
-        return {
-            "loss": loss_sum.item() / seen,
-            "top1": top1.item() / seen,
-            "top5": top5.item() / seen if self.data.num_classes >= 5 else None,
-            "n": seen,
-        }
+        return self.task.evaluate(self.step_model, loader or self.eval_loaders[split])
 
     def _is_better(self, row: dict) -> bool:
         score = row[self.selection_metric]
@@ -262,7 +250,8 @@ class Trainer:
                 row = {"epoch": self.epoch, **stats, "lr": lr}
                 for split in self._splits_to_watch():
                     figures = self.evaluate(split)
-                    row[f"{split}_loss"], row[f"{split}_acc"] = figures["loss"], figures["top1"]
+                    for name in ("loss", *self.task.columns):
+                        row[f"{split}_{name}"] = figures[name]
             signal_value = row["train_loss"] if self.config.schedule != "early-stop" else None
             action = self.schedule.step(
                 signal_value if signal_value is not None else row["val_loss"]
@@ -277,7 +266,7 @@ class Trainer:
                 self.best = {"epoch": self.epoch, "score": row[self.selection_metric]}
                 self.save_best()
             self.save_last()
-            write_metrics(self.run_dir / rundir.METRICS, self.history)
+            write_metrics(self.run_dir / rundir.METRICS, self.history, self.task.name)
             self.log(epoch_line(row, self.config.max_epochs, action))
             if on_epoch_end is not None:
                 on_epoch_end(row)
@@ -310,7 +299,12 @@ class Trainer:
             best = rundir.load_checkpoint(self.run_dir / rundir.BEST, expect=self._identity())
             self.model.load_state_dict(best["model"])
             test = self.evaluate("test")
-            result.update(test_top1=test["top1"], test_top5=test["top5"], test_loss=test["loss"])
+            if self.task.name == "multilabel":
+                result["pos_weight"] = self.config.pos_weight
+                result.update({f"test_{k}": v for k, v in test.items() if k != "n"})
+            else:
+                result.update(test_top1=test["top1"], test_top5=test["top5"])
+                result["test_loss"] = test["loss"]
         return result
 
 

@@ -9,7 +9,7 @@ fingerprint of the split's pixels and normalization, and the split (or the augme
 Layout under the data cache (``<data_dir>/features/<backbone>-<split>-<key hash>/``):
 
     features.npy   float32 (N, D), or (K, N, D) for K augmented copies of the training split
-    labels.npy     int64 (N,)
+    labels.npy     int64 (N,), or (N, K) multi-hot rows for a multi-label set
     manifest.json  the key, shapes, bytes, extraction seconds and images/s, versions
 
 Entries are written into a temporary folder and renamed into place, so a reader never sees half

@@ -19,6 +19,7 @@ from architectures import create_arch
 
 from ...data import ImageData
 from ...errors import ArchbenchError
+from ..task import build_model
 from .backbone import POOLINGS, FeatureExtractor, TransferHead, feature_dim
 from .features import FeatureBatches, FeatureKey, cached_features, dataset_fingerprint
 from .freeze import FINETUNE_MODES, apply_finetune
@@ -80,15 +81,17 @@ class Transfer:
     record: dict = field(default_factory=dict)  # what config.json says about the transfer
 
 
-def model_for_checkpoint(checkpoint: dict, in_channels: int | None = None) -> nn.Module:
+def model_for_checkpoint(
+    checkpoint: dict, in_channels: int | None = None, task: str | None = None
+) -> nn.Module:
     """The network a ``best.pt`` holds, unweighted: a head on a backbone, or the plain network.
 
     ``in_channels`` is the run's input channels (``input_shape[0]`` in its config); None is the
-    network's registered default.
+    network's registered default. ``task`` (default: the checkpoint's own, else classification)
+    decides the plain network's end: a multi-label one has no final ReLU (see ``build_model``).
     """
-    network = create_arch(
-        checkpoint["arch"], num_classes=checkpoint["num_classes"], in_channels=in_channels
-    )
+    task = task or checkpoint.get("task") or "classification"
+    network = build_model(checkpoint["arch"], checkpoint["num_classes"], task, in_channels)
     transfer = checkpoint.get("transfer") or {}
     if transfer.get("finetune") != "head":
         return network

@@ -7,7 +7,7 @@ as a run directory (its ``best.pt``, the run's dataset and split) or as ``--arch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -17,6 +17,7 @@ from architectures import arch_info, create_arch
 from ...data import STUDY_SHAPE, DataConfig, ImageData, dataset_shape, default_data_dir, load_data
 from ...errors import ArchbenchError
 from .. import rundir
+from ..config import TrainConfig
 from .backbone import FeatureExtractor, TransferHead
 from .features import CachedFeatures, FeatureKey, cached_features, dataset_fingerprint
 from .setup import model_for_checkpoint
@@ -71,10 +72,21 @@ class SourceFeatures:
         }
 
 
-def source_features(source: FeatureSource, splits=("train", "val", "test")) -> SourceFeatures:
-    """Extract (or reuse) the features of ``splits`` for ``source``."""
+def source_features(
+    source: FeatureSource, splits=("train", "val", "test"), *, single_label_for: str | None = None
+) -> SourceFeatures:
+    """Extract (or reuse) the features of ``splits`` for ``source``.
+
+    ``single_label_for`` names a use that needs one class per image (retrieval): a multi-label
+    dataset is then refused before anything is extracted.
+    """
     extractor, backbone, weights, config = _extractor(source)
     data = load_data(config)
+    if single_label_for and data.multilabel:
+        raise ArchbenchError(
+            f"{single_label_for} judges one class per image; {data.name} is a multi-label "
+            "dataset (archbench features still extracts its features)"
+        )
     data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
     result = SourceFeatures(backbone=backbone, data=data, weights=weights)
     weights_hash = extractor.state_sha256()
@@ -134,13 +146,7 @@ def _from_run(source: FeatureSource) -> tuple[FeatureExtractor, str, dict, DataC
             )
     else:
         extractor = FeatureExtractor(model, source.pooling or "avg")
-    config = DataConfig(
-        dataset=train["dataset"],
-        data_dir=Path(train["data_dir"]).expanduser() if train.get("data_dir") else None,
-        val_fraction=train.get("val_fraction", 0.1),
-        split_seed=train.get("seed", 0),
-        download=False,
-        input_shape=shape,
-    )
+    # The run's own data (its CSV layout and training limit too), as profile reads it.
+    config = replace(TrainConfig.from_dict(train), input_shape=shape).data_config(download=False)
     weights = {"source": str(info.path), "kind": "run", "sha256": file_sha256(best_path)}
     return extractor, train["arch"], weights, config
