@@ -134,6 +134,10 @@ def test_report_shows_the_baseline_beside_the_error_and_the_weight_sweep(
         (["--dataset", "digits-mosaic", "--task", "multilabel", "--pos-weight", "x"], "positive"),
         (["--dataset", "digits-mosaic", "--task", "multilabel", "--threshold", "1"], "(0, 1)"),
         (["--dataset", "digits-mosaic", "--train-limit", "9999", "--task", "multilabel"], "9999"),
+        (
+            ["--dataset", "digits-mosaic", "--task", "multilabel", "--weights", "w.pt"],
+            "--weights/--finetune (transfer learning) support single-label classification only",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, capsys, flags, message):

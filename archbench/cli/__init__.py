@@ -38,6 +38,8 @@ COMMANDS = (
     "memory",
     "serve",
     "serve_bench",  # archbench serve-bench
+    "features",
+    "retrieval",
 )
 
 

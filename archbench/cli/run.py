@@ -15,6 +15,7 @@ def add_parser(commands) -> None:
     from ..data import AUGMENTATIONS
     from ..train import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, SELECT_ON, TrainConfig
     from ..train.task import TASKS
+    from ..train.transfer import FINETUNE_MODES, POOLINGS
 
     defaults = TrainConfig()
     parser = commands.add_parser(
@@ -50,7 +51,8 @@ def add_parser(commands) -> None:
     what.add_argument(
         "--augment",
         choices=AUGMENTATIONS,
-        help="default: crop-flip for CIFAR/image folders, crop for digit sets",
+        help="default: crop-flip for CIFAR/image folders, crop for digit sets, none for "
+        "--finetune head",
     )
     what.add_argument(
         "--val-fraction",
@@ -78,6 +80,32 @@ def add_parser(commands) -> None:
         "--select-on",
         choices=SELECT_ON,
         help="split that picks best.pt: val (default) or test (the reference code)",
+    )
+
+    transfer = parser.add_argument_group(
+        "transfer learning (a pretrained network; single-label classification only)"
+    )
+    transfer.add_argument(
+        "--weights",
+        metavar="SOURCE",
+        help="start from weights: a torchvision weights name (IMAGENET1K_V1, for "
+        "torchvision.models:NAME), a state-dict file, or a run directory (its best.pt)",
+    )
+    transfer.add_argument(
+        "--finetune",
+        choices=FINETUNE_MODES,
+        help="what learns: head (frozen backbone, new classifier, trained from the feature "
+        "cache), last-block, or all (default with --weights)",
+    )
+    transfer.add_argument(
+        "--pooling", choices=POOLINGS, help="global pooling of a head's features (default avg)"
+    )
+    transfer.add_argument(
+        "--augment-copies",
+        type=int,
+        metavar="K",
+        help="with --finetune head: extract K augmented copies of the training set once "
+        "(epoch e reads copy e mod K) instead of bypassing the cache",
     )
 
     task = parser.add_argument_group("multi-label task (seed 000)")

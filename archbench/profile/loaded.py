@@ -18,7 +18,8 @@ from ..data import STUDY_SHAPE, load_data, normalize
 from ..data.groups import GroupMap, load_regrouping, regrouping_from_record
 from ..errors import ArchbenchError
 from ..train import TrainConfig, rundir
-from ..train.task import DEFAULT_THRESHOLD, build_model
+from ..train.task import DEFAULT_THRESHOLD
+from ..train.transfer.setup import model_for_checkpoint
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,10 @@ def load_run(run_dir: Path) -> LoadedRun:
     best = rundir.load_checkpoint(best_path, expect={k: v for k, v in expect.items() if v})
     # Runs from before input shapes were recorded were all fed the study's shape.
     shape = tuple(train.get("input_shape") or STUDY_SHAPE)
-    # The run's task decides the network's head (multi-label drops a final ReLU).
+    # A plain network, or a head on a pretrained backbone (run --weights --finetune head); the
+    # run's task decides the plain network's end (multi-label drops a final ReLU).
     task = train.get("task", "classification")
-    model = build_model(best["arch"], best["num_classes"], task, in_channels=shape[0])
+    model = model_for_checkpoint(best, in_channels=shape[0], task=task)
     try:
         model.load_state_dict(best["model"])
     except RuntimeError as error:

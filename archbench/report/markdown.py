@@ -30,6 +30,7 @@ from .tables import (
     relative_table,
     run_table,
 )
+from .transfer import transfer_sections
 
 REPORT_FORMATS = ("md", "csv", "json")
 SEED_GROUPS_NOTE = (
@@ -251,6 +252,7 @@ def render_markdown(
             lines += ["Latency as ratios (hardware differs; ratios travel):", ""]
             lines += [_markdown(ratios, 2), ""]
         lines += _targets_section(table, study)
+    lines += transfer_sections(records, _markdown)
     lines += list(run_sections)
     curves = [f for f in figures if "-curves-" in f.name]
     if curves:

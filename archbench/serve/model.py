@@ -120,16 +120,15 @@ def _one_line(error: BaseException) -> str:
 
 def ensure_onnx(run_dir: Path, best: dict) -> tuple[Path, bool]:
     """The run's ``model.onnx``, exported from ``best.pt`` when missing or older than it."""
-    from architectures import create_arch
-
     from ..measure.export import export_onnx
     from ..train.rundir import BEST
+    from ..train.transfer.setup import model_for_checkpoint
 
     onnx_path = run_dir / ONNX_FILE
     best_path = run_dir / BEST
     if onnx_path.is_file() and onnx_path.stat().st_mtime >= best_path.stat().st_mtime:
         return onnx_path, False
-    model = create_arch(best["arch"], num_classes=best["num_classes"])
+    model = model_for_checkpoint(best)  # a plain network, or a head on a backbone
     try:
         model.load_state_dict(best["model"])
     except RuntimeError as error:

@@ -20,6 +20,7 @@ from ..errors import ArchbenchError
 from .loss import parse_pos_weight
 from .schedule import PLATEAU_PRESETS, EarlyStopConfig, EarlyStopping, PlateauSchedule
 from .task import DEFAULT_THRESHOLD, TASKS
+from .transfer.setup import TransferConfig
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = (*PLATEAU_PRESETS, "early-stop")
@@ -71,6 +72,11 @@ class TrainConfig:
     input_shape: tuple[int, int, int] | None = None
     regroup: str | None = None  # train on grouped labels: a preset name or a .json/.toml file
     class_weight: str | None = None  # cross-entropy class weights: "balanced" or a list
+    # Transfer learning (archbench/train/transfer): pretrained weights and what keeps learning.
+    weights: str | None = None  # torchvision weights name, state-dict file or run directory
+    finetune: str | None = None  # head | last-block | all (default all with --weights)
+    pooling: str = "avg"  # how a head's features are pooled: avg | max
+    augment_copies: int = 0  # augmented copies of the training features a head trains on
     task: str = "classification"  # or multilabel: multi-hot targets, weighted BCE, mAP
     pos_weight: str | None = None  # multilabel: W, auto or auto-per-label (default 1)
     threshold: float = DEFAULT_THRESHOLD  # multilabel: probability that counts as "present"
@@ -87,6 +93,10 @@ class TrainConfig:
             return replace(self, input_shape=tuple(int(v) for v in self.input_shape))
         shape = arch_info(self.arch).input_shape(dataset_shape(self.dataset), self.input_size)
         return replace(self, input_shape=shape)
+
+    @property
+    def transfer(self) -> TransferConfig:
+        return TransferConfig(self.weights, self.finetune, self.pooling, self.augment_copies)
 
     def data_config(self, *, download: bool = True) -> DataConfig:
         """Where this run's images and targets come from, how they are split, and the
@@ -117,10 +127,14 @@ class TrainConfig:
                 else f"{data.name} is a multi-label dataset: add --task multilabel"
             )
         multilabel = self.task == "multilabel"
+        # A head on a frozen backbone trains from the feature cache, valid only without random
+        # augmentation (seed 003): no augmentation is its default unless copies are asked for.
+        head_default = self.transfer.mode == "head" and not self.augment_copies
         return replace(
             self,
             max_epochs=self.max_epochs or DATASET_MAX_EPOCHS.get(data.name, DEFAULT_MAX_EPOCHS),
-            augment=self.augment or data.default_augment,
+            augment=self.augment or ("none" if head_default else data.default_augment),
+            finetune=self.transfer.mode,
             threads=self.threads or torch.get_num_threads(),
             device=resolve_device(self.device),
             pos_weight=parse_pos_weight(self.pos_weight or "1") if multilabel else None,
@@ -178,6 +192,12 @@ class TrainConfig:
                     f"--task multilabel (this run's task is {self.task})"
                 )
             parse_pos_weight(self.pos_weight)
+        if self.task == "multilabel" and self.transfer.mode is not None:
+            raise ArchbenchError(
+                "--weights/--finetune (transfer learning) support single-label classification "
+                "only: pretrained heads and the feature cache keep one class per image; train "
+                "--task multilabel from scratch"
+            )
         if self.task == "multilabel":
             for flag, value in (("--regroup", self.regroup), ("--class-weight", self.class_weight)):
                 if value is not None:
@@ -192,6 +212,7 @@ class TrainConfig:
             self.make_schedule()
         except ValueError as error:
             raise ArchbenchError(str(error)) from None
+        self.transfer.validate(self.augment)
 
     def make_schedule(self) -> PlateauSchedule | EarlyStopping:
         if self.schedule == "early-stop":

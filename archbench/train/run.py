@@ -16,7 +16,7 @@ from rich.console import Console
 from architectures import check_output, create_arch
 
 from .. import files
-from ..data import ImageData, Split, load_data
+from ..data import ImageData, Split, default_data_dir, load_data
 from ..data.groups import load_regrouping, regroup_data, regrouping_from_record
 from ..errors import ArchbenchError
 from ..locks import DirectoryLock
@@ -28,6 +28,7 @@ from .records import RunLog
 from .signals import StopRequest
 from .task import make_task
 from .trainer import Trainer
+from .transfer.setup import Transfer, prepare_transfer
 
 EXIT_INTERRUPTED = 130
 TRAINING = "training"  # what a run directory's lock says its holder is doing
@@ -40,6 +41,19 @@ class RunOutcome:
     run_dir: Path
     status: str
     result: dict = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """Everything checked and loaded before a run directory is touched."""
+
+    config: TrainConfig  # resolved: what really runs
+    data: ImageData  # regrouped when asked
+    sizes: dict  # config.json's "data"
+    labels_record: dict  # config.json's "regroup" and "class_weights"
+    class_weights: list[float] | None
+    transfer: Transfer | None = None  # a --weights run's pretrained network (and features)
+    notes: list[str] = field(default_factory=list)  # log lines from before the log exists
 
 
 def _load_data(config: TrainConfig) -> ImageData:
@@ -118,51 +132,53 @@ def train_run(
             files.remove_stale_temporaries(run_dir)  # a killed writer's half checkpoint
             run_dir, config = _resume_target(run_dir)
             recorded = rundir.read_run(run_dir).config
-            data, config, sizes, labels_record, weights = _prepare(config, recorded)
-            return _train(
-                config, data, sizes, weights, run_dir, console, quiet, on_epoch_end, resumed=True
-            )
+            prepared = _prepare(config, recorded)
+            return _train(prepared, run_dir, console, quiet, on_epoch_end, resumed=True)
     config.validate()
     rundir.ensure_writable(Path(config.runs_dir))
-    data, config, sizes, labels_record, weights = _prepare(config, None)
-    # A network that cannot be built, or cannot take these images, fails before any file.
-    model = create_arch(config.arch, num_classes=data.num_classes, in_channels=data.shape[0])
-    check_output(model, config.arch, data.shape, data.num_classes)
-    loss = _describe_loss(config, data)  # an undefined auto weight fails here
+    prepared = _prepare(config, None)
+    config = prepared.config
+    loss = _describe_loss(config, prepared.data)  # an undefined auto weight fails here
     run_dir = rundir.new_run_dir(Path(config.runs_dir), config.arch, config.dataset, name)
     grouping = {} if group is None else {"group": group}
+    transfer = {} if prepared.transfer is None else {"transfer": prepared.transfer.record}
     with DirectoryLock(run_dir, TRAINING):
         files.write_json(
             run_dir / rundir.CONFIG,
             {
                 "train": asdict(config),
                 **grouping,
-                "data": sizes,
-                **labels_record,
+                "data": prepared.sizes,
+                **prepared.labels_record,
                 "loss": loss,
+                **transfer,
                 "system": describe_system(),
             },
         )
-        return _train(
-            config, data, sizes, weights, run_dir, console, quiet, on_epoch_end, resumed=False
-        )
+        return _train(prepared, run_dir, console, quiet, on_epoch_end, resumed=False)
 
 
-def _prepare(config: TrainConfig, recorded: dict | None):
-    """The data trained on (regrouped if asked), the resolved config, sizes, labels record and
-    class weights."""
+def _prepare(config: TrainConfig, recorded: dict | None) -> Prepared:
+    """The data trained on (regrouped if asked), the resolved config, sizes, labels record,
+    class weights and, for ``--weights``, the pretrained network.
+
+    A network that cannot be built or cannot take these images fails here, and weights are
+    read, checked and (for a head) features cached here too: all before any run file exists.
+    """
     torch.set_num_threads(config.threads or torch.get_num_threads())
     config = config.resolve_input_shape()  # an unknown network fails here, before the data
     data, labels_record, weights = _prepare_data(config, _load_data(config), recorded)
     config = config.resolved(data)
-    return data, config, _describe_data(data), labels_record, weights
+    if recorded is None:  # a resumed run was checked when it started
+        model = create_arch(config.arch, num_classes=data.num_classes, in_channels=data.shape[0])
+        check_output(model, config.arch, data.shape, data.num_classes)
+    notes: list[str] = []
+    transfer = _prepare_transfer(config, data, notes.append)
+    return Prepared(config, data, _describe_data(data), labels_record, weights, transfer, notes)
 
 
 def _train(
-    config: TrainConfig,
-    data: ImageData,
-    sizes: dict,
-    class_weights: list[float] | None,
+    prepared: Prepared,
     run_dir: Path,
     console: Console,
     quiet: bool,
@@ -170,8 +186,19 @@ def _train(
     *,
     resumed: bool,
 ) -> RunOutcome:
+    config, data, sizes = prepared.config, prepared.data, prepared.sizes
     log = RunLog(run_dir / rundir.LOG, console, quiet)
-    trainer = Trainer(config, data, run_dir, log, console, class_weights=class_weights)
+    for line in prepared.notes:
+        log(line)
+    trainer = Trainer(
+        config,
+        data,
+        run_dir,
+        log,
+        console,
+        prepared.transfer,
+        class_weights=prepared.class_weights,
+    )
     if resumed:
         trainer.load_last()
         log(f"resuming {run_dir} after epoch {trainer.epoch}")
@@ -246,3 +273,24 @@ def _resume_target(path: Path) -> tuple[Path, TrainConfig]:
     config = TrainConfig.from_dict(info.config["train"])
     config.validate()
     return info.path, config
+
+
+def _prepare_transfer(
+    config: TrainConfig, data: ImageData, log: Callable[[str], None]
+) -> Transfer | None:
+    """The pretrained network (and cached features) of a ``--weights`` run; None without."""
+    if config.weights is None:
+        return None
+    torch.manual_seed(config.seed)  # the new classifier's initialization, as for any run
+    return prepare_transfer(
+        config.arch,
+        data,
+        config.transfer,
+        augment=config.augment,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        device=torch.device(config.device),
+        data_dir=Path(config.data_dir).expanduser() if config.data_dir else default_data_dir(),
+        memory_format=torch.channels_last if config.channels_last else torch.contiguous_format,
+        log=log,
+    )

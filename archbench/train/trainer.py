@@ -25,6 +25,7 @@ from .records import RunLog, epoch_line, write_metrics
 from .schedule import Action
 from .signals import StopRequest
 from .task import build_model, make_task
+from .transfer.setup import Transfer
 
 PROGRESS_REFRESH_S = 0.5  # how often the live line reads the loss back from the device
 
@@ -39,14 +40,15 @@ class Trainer:
         run_dir: Path,
         log: RunLog,
         console: Console,
+        transfer: Transfer | None = None,
         class_weights: list[float] | None = None,
     ) -> None:
         self.config, self.data, self.run_dir, self.log = config, data, run_dir, log
         self.console, self.quiet = console, log.quiet
         self.device = torch.device(config.device)
-        torch.manual_seed(config.seed)
+        self.train_loader, self.eval_loaders = _loaders(config, data, self.device)
         # Class weights weigh the training loss only: validation loss and accuracy stay
-        # comparable.
+        # comparable. A pretrained run learns through the same task (loss, figures).
         self.task = make_task(
             config.task,
             data.train.labels,
@@ -56,20 +58,29 @@ class Trainer:
             class_weights=class_weights,
             device=self.device,
         )
-        model = build_model(config.arch, data.num_classes, config.task, data.shape[0])
-        self.model = model.to(self.device)
-        if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        if transfer is None:  # pretrained runs come built (see train/transfer/setup.py)
+            torch.manual_seed(config.seed)
+            model = build_model(config.arch, data.num_classes, config.task, data.shape[0])
+            self.model = model.to(self.device)
+            if config.channels_last:
+                self.model = self.model.to(memory_format=torch.channels_last)
+            step_model, trainable = self.model, list(self.model.parameters())
+        else:
+            self.model, step_model, trainable = (
+                transfer.model,
+                transfer.step_model,
+                transfer.trainable,
+            )
+            if transfer.train_loader is not None:  # a head trained from cached features
+                self.train_loader, self.eval_loaders = transfer.train_loader, transfer.eval_loaders
         # torch.compile wraps the module; checkpoints keep the plain module's state_dict.
-        self.step_model = torch.compile(self.model) if config.compile else self.model
-        self.optimizer = make_optimizer(config, self.model.parameters())
+        self.step_model = torch.compile(step_model) if config.compile else step_model
+        self.optimizer = make_optimizer(config, trainable)
         self.schedule = config.make_schedule()
         self.epoch = 0
         self.history: list[dict] = []
         self.best = {"epoch": None, "score": None}
         self.stopped = False  # the schedule's stop, saved with the epoch that made it
-
-        self.train_loader, self.eval_loaders = _loaders(config, data, self.device)
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -108,6 +119,7 @@ class Trainer:
                 "mean": list(self.data.mean),
                 "std": list(self.data.std),
                 "selected_on": self.selection_metric,
+                "transfer": self.config.transfer.checkpoint_record(),
                 "task": self.config.task,
                 "threshold": self.config.threshold,
             },
