@@ -19,7 +19,7 @@ from ..data.groups import GroupMap, load_regrouping, regrouping_from_record
 from ..errors import ArchbenchError
 from ..train import TrainConfig, rundir
 from ..train.task import DEFAULT_THRESHOLD
-from ..train.transfer.setup import model_for_checkpoint
+from ..train.transfer.setup import trained_model
 
 
 @dataclass(frozen=True)
@@ -97,14 +97,7 @@ def load_run(run_dir: Path) -> LoadedRun:
     # A plain network, or a head on a pretrained backbone (run --weights --finetune head); the
     # run's task decides the plain network's end (multi-label drops a final ReLU).
     task = train.get("task", "classification")
-    model = model_for_checkpoint(best, in_channels=shape[0], task=task)
-    try:
-        model.load_state_dict(best["model"])
-    except RuntimeError as error:
-        raise ArchbenchError(
-            f"{best_path} does not fit {best['arch']} with {best['num_classes']} classes: "
-            f"{str(error).splitlines()[0]}"
-        ) from None
+    model = trained_model(best, best_path, in_channels=shape[0], task=task)
     trained = replace(TrainConfig.from_dict(train), input_shape=shape)
     data = load_data(trained.data_config(download=False))
     mean = best.get("mean") or data.mean

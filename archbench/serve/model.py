@@ -122,20 +122,13 @@ def ensure_onnx(run_dir: Path, best: dict) -> tuple[Path, bool]:
     """The run's ``model.onnx``, exported from ``best.pt`` when missing or older than it."""
     from ..measure.export import export_onnx
     from ..train.rundir import BEST
-    from ..train.transfer.setup import model_for_checkpoint
+    from ..train.transfer.setup import trained_model
 
     onnx_path = run_dir / ONNX_FILE
     best_path = run_dir / BEST
     if onnx_path.is_file() and onnx_path.stat().st_mtime >= best_path.stat().st_mtime:
         return onnx_path, False
-    model = model_for_checkpoint(best)  # a plain network, or a head on a backbone
-    try:
-        model.load_state_dict(best["model"])
-    except RuntimeError as error:
-        raise ArchbenchError(
-            f"{best_path} does not fit {best['arch']} with {best['num_classes']} classes: "
-            f"{str(error).splitlines()[0]}"
-        ) from None
+    model = trained_model(best, best_path)  # a plain network, or a head on a backbone
     exported = export_onnx(model, onnx_path)
     if not exported.ok:
         raise ArchbenchError(f"cannot export {best_path} to ONNX: {exported.error}")

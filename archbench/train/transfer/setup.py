@@ -100,6 +100,22 @@ def model_for_checkpoint(
     return TransferHead(extractor, dim, checkpoint["num_classes"])
 
 
+def trained_model(
+    checkpoint: dict, path: Path, in_channels: int | None = None, task: str | None = None
+) -> nn.Module:
+    """:func:`model_for_checkpoint` with the checkpoint's weights loaded; ``path`` names it in
+    the one-line error a checkpoint that does not fit its network gets."""
+    model = model_for_checkpoint(checkpoint, in_channels, task)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise ArchbenchError(
+            f"{path} does not fit {checkpoint['arch']} with {checkpoint['num_classes']} classes: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+    return model
+
+
 def prepare_transfer(
     arch: str,
     data: ImageData,

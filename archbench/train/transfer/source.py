@@ -20,7 +20,7 @@ from .. import rundir
 from ..config import TrainConfig
 from .backbone import FeatureExtractor, TransferHead
 from .features import CachedFeatures, FeatureKey, cached_features, dataset_fingerprint
-from .setup import model_for_checkpoint
+from .setup import trained_model
 from .weights import file_sha256, load_weights, resolve_weights
 
 
@@ -135,8 +135,7 @@ def _from_run(source: FeatureSource) -> tuple[FeatureExtractor, str, dict, DataC
     train = info.config["train"]
     # Runs from before input shapes were recorded were all fed the study's shape.
     shape = tuple(train.get("input_shape") or STUDY_SHAPE)
-    model = model_for_checkpoint(best, in_channels=shape[0])
-    model.load_state_dict(best["model"])
+    model = trained_model(best, best_path, in_channels=shape[0])
     if isinstance(model, TransferHead):
         extractor = model.backbone
         if source.pooling is not None and source.pooling != extractor.pooling:
