@@ -83,3 +83,19 @@ def extract_archive(name: str) -> Path:
 def cifar10_mini() -> Path:
     """Folder with ``train/<class>/*.jpg`` (200 per class) and ``test/<class>/*.jpg`` (100)."""
     return extract_archive("cifar10-jpg-mini")
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test that leaves torch on fewer threads slows every later one (the digits default
+    run took 213 s after such a test instead of 121 s): restore the count and warn."""
+    import warnings
+
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    after = torch.get_num_threads()
+    if after != before:
+        torch.set_num_threads(before)
+        warnings.warn(f"the test left torch on {after} threads (was {before})", stacklevel=1)

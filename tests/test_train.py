@@ -283,3 +283,18 @@ def test_digits_default_reaches_90_percent(tmp_path):
     assert outcome.status == "complete"
     assert outcome.result["test_top1"] >= 0.90, outcome.result
     assert os.path.getsize(outcome.run_dir / "best.pt") > 0
+
+
+def test_bf16_trains_and_warns_only_where_the_cpu_emulates_it(tmp_path):
+    """bf16 autocast trains for real; a CPU without native bf16 gets a warning in the log."""
+    from archbench.measure.numerics import bf16_skip_reason
+
+    tiny = dict(arch=f"{Path(__file__).with_name('tiny_digits_net.py')}:build", max_epochs=3)
+    outcome = train_run(digits_config(tmp_path, precision="bf16", **tiny), quiet=True)
+    assert outcome.status == "complete"
+    assert outcome.result["test_top1"] > 0.2, outcome.result  # 10 classes: chance is 0.1
+    log = (outcome.run_dir / runs.LOG).read_text()
+    emulated = bf16_skip_reason() is not None
+    assert ("--precision bf16 is likely slower than fp32 here" in log) == emulated, log
+    fp32 = train_run(digits_config(tmp_path / "fp32", **tiny), quiet=True)
+    assert "--precision bf16" not in (fp32.run_dir / runs.LOG).read_text()
