@@ -197,8 +197,8 @@ def _prepare(config: TrainConfig, recorded: dict | None) -> Prepared:
 def _precision_notes(config: TrainConfig) -> list[str]:
     """A warning for bf16 on a CPU that only emulates it: a slower run, not a faster one.
 
-    bf16 autocast trains 2.5-2.8x faster than fp32 on CPUs with AVX512-BF16 or AMX, and 1.3-2.4x
-    slower on the same machine kind without them (README, training throughput).
+    bf16 autocast trained 1.6-1.9x faster than fp32 on a CPU with native bf16, and 1.1-2.3x
+    slower on the same machine kind without it (README, training throughput).
     """
     if config.precision != "bf16" or not config.device.startswith("cpu"):
         return []
