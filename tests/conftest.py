@@ -85,6 +85,24 @@ def cifar10_mini() -> Path:
     return extract_archive("cifar10-jpg-mini")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of small tensors (``pytestmark = pytest.mark.usefixtures(...)``): one thread
+    is faster for them, and immune to a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A module's own archbench data directory (dataset statistics, decoded images)."""
+    return tmp_path_factory.mktemp("archbench-data")
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads_restored():
     """A test that leaves torch on fewer threads slows every later one (the digits default

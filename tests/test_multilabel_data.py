@@ -23,18 +23,7 @@ CIFAR_CLASSES = [
 ]  # fmt: skip
 VEHICLES = {"airplane", "automobile", "ship", "truck"}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("archbench-data")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small tensors: see conftest
 
 
 @pytest.fixture(scope="module")
