@@ -105,8 +105,8 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _torch_threads_restored():
-    """A test that leaves torch on fewer threads slows every later one (the digits default
-    run took 213 s after such a test instead of 121 s): restore the count and warn."""
+    """A test that leaves torch on another thread count changes the speed of every later one
+    (``train_run`` used to leave its ``--threads`` behind): restore the count and warn."""
     import warnings
 
     import torch
