@@ -396,3 +396,42 @@ def test_multilabel_is_refused_by_transfer_before_anything_is_written(
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / "data" / "features").exists()
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_an_interrupted_head_run_resumes_to_the_uninterrupted_result(
+    tmp_path, head_runs, backbone_run
+) -> None:
+    """Ctrl-C after epoch 1 of a pretrained run, then ``--resume``: the same epochs and result as
+    the head run that was never interrupted, with its transfer record kept."""
+    import signal
+
+    from rich.console import Console
+
+    from archbench.train import TrainConfig, train_run
+
+    uninterrupted, _, root = head_runs
+    config = TrainConfig(
+        arch="squeezenet_dsc", weights=str(backbone_run), finetune="head", dataset="digits",
+        max_epochs=3, runs_dir=str(tmp_path / "runs"), data_dir=str(root / "data"),
+    )  # fmt: skip
+    quiet = Console(quiet=True)
+
+    def interrupt_after_first_epoch(row: dict) -> None:
+        if row["epoch"] == 1:
+            signal.raise_signal(signal.SIGINT)  # the real handler, as Ctrl-C would
+
+    stopped = train_run(config, console=quiet, quiet=True, on_epoch_end=interrupt_after_first_epoch)
+    assert stopped.status == "interrupted" and stopped.result["epochs_run"] == 1
+    resumed = train_run(TrainConfig(), console=quiet, quiet=True, resume=stopped.run_dir)
+    assert resumed.status == "complete" and resumed.result["epochs_run"] == 3
+    untimed = [
+        [",".join(line.split(",")[:9]) for line in (run / "metrics.csv").read_text().splitlines()]
+        for run in (uninterrupted, stopped.run_dir)
+    ]
+    assert untimed[0] == untimed[1]
+    reference = json.loads((uninterrupted / "result.json").read_text())
+    assert resumed.result["test_top1"] == pytest.approx(reference["test_top1"])
+    transfer = json.loads((stopped.run_dir / "config.json").read_text())["transfer"]
+    assert transfer["finetune"] == "head" and transfer["weights"]["sha256"] == file_sha256(
+        backbone_run / "best.pt"
+    )
