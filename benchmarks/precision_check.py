@@ -1,6 +1,7 @@
 """Precision check before a long run: does ``--precision bf16`` train to the accuracy fp32 does?
 
-bf16 autocast trains 1.6-1.8x faster on CPU (``train_throughput.py``) but changes the numerics,
+bf16 autocast trained 1.6-1.9x faster on a CPU with native bf16 and 1.1-2.3x slower on one
+without (``train_throughput.py``, README); where it is faster it still changes the numerics,
 so before spending hours on it, train the same network, seed and epochs once in fp32 and once in
 bf16 on the dataset the long run will use, and compare test top-1 and training throughput. The
 two match when their top-1 differs by at most ``--spread`` points (pick it from the seed spread
