@@ -89,12 +89,10 @@ def cifar10_mini() -> Path:
 def one_torch_thread():
     """For modules of small tensors (``pytestmark = pytest.mark.usefixtures(...)``): one thread
     is faster for them, and immune to a busy machine."""
-    import torch
+    from archbench.measure.models import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from ..data import ImageData, Split, default_data_dir, load_data
 from ..data.groups import load_regrouping, regroup_data, regrouping_from_record
 from ..errors import ArchbenchError
 from ..locks import DirectoryLock
+from ..measure.models import torch_threads
 from ..measure.numerics import bf16_skip_reason
 from ..measure.sysinfo import describe_system
 from . import rundir
@@ -126,11 +127,8 @@ def train_run(
     (:class:`~archbench.locks.DirectoryLock`) while training: resuming a run another process is
     still training is refused with one line naming that process.
     """
-    threads_before = torch.get_num_threads()
-    try:
+    with torch_threads(None):  # --threads (set in _prepare) is this run's, not the caller's
         return _train_run(config, console, quiet, resume, on_epoch_end, group, name)
-    finally:  # --threads is this run's setting, not the calling process's from now on
-        torch.set_num_threads(threads_before)
 
 
 def _train_run(
