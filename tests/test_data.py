@@ -8,7 +8,6 @@ import math
 import os
 import shutil
 import socket
-import time
 import urllib.request
 from pathlib import Path
 
@@ -278,10 +277,11 @@ def test_download_fails_fast_and_names_the_directory(tmp_path, monkeypatch, stal
     monkeypatch.setenv("no_proxy", "*")
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", stalled_server)
     monkeypatch.setattr(torchvision_sets_module, "DOWNLOAD_TIMEOUT_S", 1.0)
-    start = time.perf_counter()
     with pytest.raises(ArchbenchError, match="download failed") as caught:
         load_data(DataConfig("cifar10", data_dir=tmp_path / "cifar", download=True))
-    assert time.perf_counter() - start < 15
+    # The socket timeout, not the server, ended it (no wall-clock bound: the machine may be busy;
+    # without the timeout the read would wait forever and the test would never return).
+    assert "timed out" in str(caught.value)
     assert str(tmp_path / "cifar") in str(caught.value)
 
 

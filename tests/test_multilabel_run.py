@@ -63,9 +63,13 @@ def test_profile_holds_every_multilabel_figure(done_when_run):
     assert len(block["per_label"]) == 10 and block["threshold"] == 0.5
     # 2.47 labels of 10 per test mosaic: the all-negative baseline is their share
     assert block["all_negative_hamming_error"] == pytest.approx(0.2465, abs=1e-3)
-    # the profiler evaluates the same best.pt on the same test split as the trainer
-    assert block["map"] == pytest.approx(result["test_map"], abs=1e-6)
-    assert block["hamming_error"] == pytest.approx(result["test_hamming"], abs=1e-9)
+    # The profiler evaluates the same best.pt on the same test split as the trainer, but in
+    # other batches, so float32 sums run in another order (about 1e-6 relative; the AMD host
+    # gave mAP 0.36122329 against 0.36122925). Two scores that close may swap ranks: one swap
+    # moves one label's AP by at most 1/positives (about 88 here), mAP by a tenth of that; a
+    # logit that close to 0 may cross the threshold: one of 3,590 decisions.
+    assert block["map"] == pytest.approx(result["test_map"], abs=1e-3)
+    assert block["hamming_error"] == pytest.approx(result["test_hamming"], abs=1.01 / 3590)
     assert not (done_when_run / "confusion_matrix.csv").exists()
 
 

@@ -39,7 +39,8 @@ def test_run_ends_with_a_profile_of_its_selected_checkpoint(run_dir):
     assert profile["arch"] == "squeezenet_dsc" and profile["num_classes"] == 10
     # The profiler evaluates best.pt on the same test split the trainer reported on.
     assert profile["accuracy"]["n"] == 359
-    assert profile["accuracy"]["top1"] == pytest.approx(result["test_top1"], abs=1e-9)
+    # Other batches, so float32 sums in another order: a near-tied argmax may flip one image.
+    assert profile["accuracy"]["top1"] == pytest.approx(result["test_top1"], abs=1.01 / 359)
     assert profile["params"]["trainable"] == 248_670
     assert set(profile["latency"]) == {
         "cpu-eager", "cpu-onnxruntime", "cpu-onnxruntime-int8", "cpu-eager-bf16"
@@ -49,7 +50,8 @@ def test_run_ends_with_a_profile_of_its_selected_checkpoint(run_dir):
     int8 = profile["numerics"]["cpu-onnxruntime-int8"]
     assert int8["n"] == 359 and int8["top1_agreement"] >= 0.9
     assert int8["top1_delta_points"] == pytest.approx(100 * (int8["top1"] - int8["fp32_top1"]))
-    assert profile["accuracy"]["top1"] == pytest.approx(int8["fp32_top1"], abs=1e-6)
+    # ONNX Runtime's fp32 against torch's: another summation order, one flipped image at most.
+    assert profile["accuracy"]["top1"] == pytest.approx(int8["fp32_top1"], abs=1.01 / 359)
     assert profile["size_bytes"]["onnx_int8"] == (run_dir / "model.int8.onnx").stat().st_size
     assert profile["quantization"]["calibration_images"] == 64
     for backend in ("cpu-onnxruntime", "cpu-onnxruntime-int8"):

@@ -68,7 +68,9 @@ def test_profile_of_the_direct_model_uses_group_labels(fine_and_direct):
     profile = _json(direct / runs.PROFILE)
     accuracy = profile["accuracy"]
     assert accuracy["n"] == 359 and [c["class"] for c in accuracy["per_class"]] == ["even", "odd"]
-    assert accuracy["top1"] == pytest.approx(_json(direct / runs.RESULT)["test_top1"], abs=1e-9)
+    # Profiler and trainer batch differently (float32 order): one near-tied image may flip.
+    direct_top1 = _json(direct / runs.RESULT)["test_top1"]
+    assert accuracy["top1"] == pytest.approx(direct_top1, abs=1.01 / 359)
     assert profile["regrouped"] is None
 
 

@@ -106,7 +106,9 @@ def test_best_checkpoint_loads_safely_and_reproduces_test_accuracy(finished_run)
         logits = model((data.test.images.float() / 255 - mean) / std)
     top1 = (logits.argmax(1) == data.test.labels).float().mean().item()
     result = json.loads((finished_run / "result.json").read_text())
-    assert top1 == pytest.approx(result["test_top1"], abs=1e-6)
+    # One batch here, the trainer's batches there: float32 sums in another order may flip a
+    # near-tied argmax, one of 359 images.
+    assert top1 == pytest.approx(result["test_top1"], abs=1.01 / 359)
 
 
 def test_same_seed_same_metrics(tmp_path, finished_run):
