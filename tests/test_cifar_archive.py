@@ -133,6 +133,19 @@ def test_cifar10_from_the_archive_is_imagefolder_pixel_for_pixel(
     assert archive.mean == (0.4914, 0.4822, 0.4465)
 
 
+def test_damaged_or_incomplete_rebuilt_files_are_reported(cifar10_dir, tmp_path):
+    """Without the md5 check, a damaged pickle must still fail (when read), never load."""
+    with tarfile.open(cifar10_dir / CIFAR10_ARCHIVE) as tar:
+        tar.extractall(tmp_path, filter="data")
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:1000])
+    with pytest.raises(ArchbenchError, match="cannot read dataset 'cifar10' .*look damaged"):
+        load_data(DataConfig("cifar10", data_dir=tmp_path, download=False))
+    batch.unlink()
+    with pytest.raises(ArchbenchError, match="dataset 'cifar10' not found"):
+        load_data(DataConfig("cifar10", data_dir=tmp_path, download=False))
+
+
 def test_same_images_give_the_same_archive_bytes(cifar10_mini, tmp_path):
     classes, train, test = imagefolder_splits(cifar10_mini)
     small = CifarSplit(train.images[::40], train.labels[::40], train.filenames[::40])
