@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if existing and not args.force:
             raise ArchbenchError(
-                f"{existing[0]} exists (torchvision would read it instead); pass --force to "
-                "replace it"
+                f"{existing[0]} exists; pass --force to replace the archive and the extracted "
+                f"{CIFAR10_FOLDER}/ (which archbench reads before the archive)"
             )
         if (args.data_dir / CIFAR10_FOLDER).exists():
             shutil.rmtree(args.data_dir / CIFAR10_FOLDER)

@@ -23,6 +23,7 @@ from archbench.cli import main
 from archbench.data import DataConfig, load_data
 from archbench.data.cifar_archive import (
     CIFAR10_ARCHIVE,
+    CIFAR10_FOLDER,
     CIFAR100_ARCHIVE,
     CifarSplit,
     imagefolder_splits,
@@ -144,6 +145,25 @@ def test_damaged_or_incomplete_rebuilt_files_are_reported(cifar10_dir, tmp_path)
     batch.unlink()
     with pytest.raises(ArchbenchError, match="dataset 'cifar10' not found"):
         load_data(DataConfig("cifar10", data_dir=tmp_path, download=False))
+
+
+def test_script_writes_once_and_replaces_only_with_force(
+    cifar10_mini, cifar10_dir, tmp_path, capsys
+):
+    from benchmarks.make_cifar_archive import main as make_archive
+
+    assert make_archive([str(cifar10_mini), str(tmp_path)]) == 0
+    built = tmp_path / CIFAR10_ARCHIVE
+    assert built.read_bytes() == (cifar10_dir / CIFAR10_ARCHIVE).read_bytes()  # seed 0 both
+    (tmp_path / CIFAR10_FOLDER).mkdir()  # a stale extraction archbench would read first
+    assert make_archive([str(cifar10_mini), str(tmp_path)]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert make_archive([str(cifar10_mini), str(tmp_path), "--force", "--shuffle-seed", "-1"]) == 0
+    assert not (tmp_path / CIFAR10_FOLDER).exists()
+    first = _members(built)["cifar-10-batches-py/data_batch_1"]
+    assert first["filenames"][:2] == ["airplane/0000.jpg", "airplane/0001.jpg"]  # folder order
+    assert make_archive([str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_same_images_give_the_same_archive_bytes(cifar10_mini, tmp_path):
