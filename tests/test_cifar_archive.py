@@ -34,18 +34,10 @@ from archbench.data.group_presets import CIFAR100_SUPERCLASSES
 from archbench.data.groups import regroup_data
 from archbench.errors import ArchbenchError
 from archbench.evaluate.regroup import load_regrouping
-from tests.test_regroup import CIFAR100_FINE, CIFAR100_FINE_TO_COARSE
+from tests.cifar100_official import CIFAR100_COARSE, CIFAR100_FINE, CIFAR100_FINE_TO_COARSE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# The official coarse_label_names of cifar-100-python/meta, in label order.
-CIFAR100_COARSE = [
-    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
-    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
-    "large_man-made_outdoor_things", "large_natural_outdoor_scenes",
-    "large_omnivores_and_herbivores", "medium_mammals", "non-insect_invertebrates", "people",
-    "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2",
-]  # fmt: skip
 TINY_NET = f"{Path(__file__).with_name('tiny_digits_net.py')}:build"
 PROFILE_FAST = ["--backends", "cpu-eager", "--samples", "8", "--warmup", "1", "--batch-sizes", "1"]
 RELEASE_WARNING = "files differ from the official release"
