@@ -17,7 +17,9 @@ Datasets (``--dataset``):
   gives 145 validation images, leaving 1,293 for training.
 - ``cifar10``, ``cifar100``: torchvision's python pickles under the data directory
   (``cifar-10-batches-py/``, ``cifar-100-python/``, or their ``.tar.gz``), 50,000 train and
-  10,000 test images; CIFAR-100 uses the 100 fine labels.
+  10,000 test images; CIFAR-100 uses the 100 fine labels. Files whose md5 differs from the
+  release's (an archive rebuilt from other copies of the images by
+  :mod:`archbench.data.cifar_archive`) are read as they are, with a warning.
 - ``mnist``, ``fashion-mnist``: torchvision's files (``MNIST/raw/``, ``FashionMNIST/raw/``),
   native 1x28x28; for a 32x32 network they are zero-padded by 2 pixels (not resized), as the
   study did.

@@ -44,7 +44,7 @@ class FolderImages(NamedTuple):
     key: str  # "<root hash>-<content hash>"; names the cache file
 
 
-class _Listing(NamedTuple):
+class Listing(NamedTuple):
     classes: list[str]
     paths: list[str]  # plain strings: 60,000 Path objects cost a noticeable fraction of a second
     labels: list[int]
@@ -58,7 +58,7 @@ def load_imagefolder(path: Path, cache_dir: Path) -> FolderImages:
     if not root.is_dir():
         raise ArchbenchError(f"imagefolder path {root} is not a directory")
     root = root.resolve()
-    listings = {split: _list_split(root, split) for split in SPLITS}
+    listings = {split: list_split(root, split) for split in SPLITS}
     train_classes, test_classes = listings["train"].classes, listings["test"].classes
     if train_classes != test_classes:
         only_train = sorted(set(train_classes) - set(test_classes))
@@ -94,7 +94,8 @@ def load_imagefolder(path: Path, cache_dir: Path) -> FolderImages:
     return result
 
 
-def _list_split(root: Path, split: str) -> _Listing:
+def list_split(root: Path, split: str) -> Listing:
+    """``root/split``'s class names, image paths and labels in ImageFolder's order."""
     folder = root / split
     if not folder.is_dir():
         raise ArchbenchError(
@@ -116,7 +117,7 @@ def _list_split(root: Path, split: str) -> _Listing:
             )
         paths += found
         labels += [index] * len(found)
-    return _Listing(classes, paths, labels)
+    return Listing(classes, paths, labels)
 
 
 def _images_under(class_dir: Path) -> list[str]:
@@ -134,7 +135,7 @@ def _hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _content_key(root: Path, listings: dict[str, _Listing]) -> str:
+def _content_key(root: Path, listings: dict[str, Listing]) -> str:
     prefix = len(str(root)) + 1
     lines = [f"{CACHE_FORMAT}\0{SIZE}\0{root}"]
     for split, listing in listings.items():
@@ -146,7 +147,7 @@ def _content_key(root: Path, listings: dict[str, _Listing]) -> str:
     return f"{root_tag}-{content}"
 
 
-def _read_cache(cache_file: Path, listings: dict[str, _Listing]) -> FolderImages | None:
+def _read_cache(cache_file: Path, listings: dict[str, Listing]) -> FolderImages | None:
     """The cached tensors if the file is there, readable and the right shape; else None."""
     if not cache_file.is_file():
         return None

@@ -6,7 +6,9 @@
 - :mod:`.aggregate`: runs that differ only in seed as one row (mean ± std, n, t-interval).
 - :mod:`.study`: a published study's figures next to ours; :mod:`.study_targets`: the
   reproduction's targets met or not, and training cost per network.
-- :mod:`.figures`: training curves and accuracy against cost with the Pareto front.
+- :mod:`.figures`: training curves and accuracy against cost with the Pareto front, drawn by
+  :mod:`.cost_figures` (plain log ticks, labels that never overlap, ± std over seeds, one latency
+  panel per CPU backend).
 - :mod:`.markdown`: :func:`write_report`, the page with every table and figure.
 - :mod:`.render`: any DataFrame as a rich table, markdown, CSV or JSON (``archbench list``).
 """

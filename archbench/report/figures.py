@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..measure.backends import BACKENDS
 from ..train import rundir
 from .collect import RunRecord
+from .cost_figures import CostAxis, accuracy_cost_figure, cpu_latency_axes
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -33,7 +33,8 @@ def _figure_name(stem: str, *parts: str) -> str:
 def write_figures(
     records: Sequence[RunRecord], table: pd.DataFrame, out_dir: Path, stem: str
 ) -> list[Path]:
-    """Training curves per run, and accuracy against params and latency per dataset."""
+    """Training curves per run; per dataset, accuracy against params and against latency
+    (one panel per CPU backend), each as :mod:`.cost_figures` draws them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,38 +72,19 @@ def write_figures(
 
     if table.empty:
         return written
-    latency_column = next(
-        (f"{b}_mean_ms" for b in ("cpu-eager", *BACKENDS) if f"{b}_mean_ms" in table), None
-    )
-    axes_specs = [("params", "trainable parameters", "params")]
-    if latency_column:
-        axes_specs.append((latency_column, f"{latency_column[:-8]} latency, ms", "latency"))
+    figure_axes = [
+        ("params", [CostAxis("params", "trainable parameters", "count")]),
+        ("latency", cpu_latency_axes(table)),
+    ]
     for dataset, group in table.groupby("dataset", sort=False):
-        for column, label, name in axes_specs:
-            group_ok = group.dropna(subset=[column, "top1"])
-            if group_ok.empty:
-                continue
-            points = list(zip(group_ok[column], 100 * group_ok["top1"], strict=True))
-            front = pareto_front(points)
-            fig, axis = plt.subplots(figsize=(5.5, 4))
-            axis.scatter(*zip(*points, strict=True), color="tab:blue")
-            axis.plot(
-                [points[i][0] for i in front],
-                [points[i][1] for i in front],
-                color="tab:red",
-                marker="o",
-                label="Pareto front",
+        for name, axes in figure_axes:
+            fig = accuracy_cost_figure(
+                group, axes, f"{dataset}: accuracy against {name}", pareto_front
             )
-            for (x, y), arch in zip(points, group_ok["arch"], strict=True):
-                axis.annotate(arch, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
-            axis.set_xscale("log")
-            axis.set_xlabel(label)
-            axis.set_ylabel("test top-1, %")
-            axis.set_title(f"{dataset}: accuracy against {name}", fontsize=9)
-            axis.legend(fontsize=8)
-            fig.tight_layout()
+            if fig is None:
+                continue
             path = out_dir / _figure_name(stem, dataset, f"accuracy-vs-{name}")
-            fig.savefig(path, dpi=100)
+            fig.savefig(path, dpi=110)
             plt.close(fig)
             written.append(path)
     return written
