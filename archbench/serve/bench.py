@@ -18,7 +18,6 @@ max wait), so runs against a server with and without batching end up side by sid
 from __future__ import annotations
 
 import asyncio
-import io
 import ipaddress
 import time
 from dataclasses import asdict, dataclass
@@ -85,11 +84,9 @@ def check_loopback(url: str, allow_remote: bool) -> None:
 
 
 def _encode_png(pixels) -> bytes:
-    from PIL import Image
+    from ..data.upload import encode_png
 
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode_png(pixels)
 
 
 def load_images(config: BenchConfig) -> list[tuple[str, bytes]]:
@@ -109,7 +106,12 @@ def load_images(config: BenchConfig) -> list[tuple[str, bytes]]:
         ]
     from ..data import DataConfig, load_data
 
-    data = load_data(DataConfig(dataset=config.dataset, data_dir=config.data_dir, download=False))
+    # The test images as the dataset holds them (native shape): the server fits them itself.
+    data = load_data(
+        DataConfig(
+            dataset=config.dataset, data_dir=config.data_dir, download=False, input_shape=None
+        )
+    )
     return [("image/png", _encode_png(image)) for image in data.test.images]
 
 
