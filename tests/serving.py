@@ -39,6 +39,26 @@ def train_tiny(runs_dir: Path, data_dir: Path, *flags: str, dataset: str = "digi
     return run_dir
 
 
+def write_fashion_like(root: Path) -> Path:
+    """Real digits written as 28x28 Fashion-MNIST files (the layout torchvision reads)."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    from tests.test_data import write_idx_gz
+
+    bunch = load_digits()
+    pixels = torch.from_numpy(bunch.images[:400]).float()[:, None] * (255 / 16)
+    images = F.interpolate(pixels, size=(28, 28), mode="bilinear").round().clamp(0, 255)
+    images = images.to(torch.uint8)[:, 0].numpy()
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, part in (("train", slice(0, 300)), ("t10k", slice(300, 400))):
+        write_idx_gz(raw / f"{prefix}-images-idx3-ubyte.gz", images[part])
+        write_idx_gz(raw / f"{prefix}-labels-idx1-ubyte.gz", bunch.target[part])
+    return root
+
+
 def subprocess_env() -> dict:
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT) + (os.pathsep + path if path else "")}

@@ -22,7 +22,7 @@ from archbench.data import DataConfig, load_data  # noqa: E402
 from archbench.data.upload import encode_png  # noqa: E402
 from archbench.profile.loaded import load_run  # noqa: E402
 from archbench.serve.model import load_run_model  # noqa: E402
-from tests.serving import served, train_tiny  # noqa: E402
+from tests.serving import served, train_tiny, write_fashion_like  # noqa: E402
 
 IMAGES = 8  # test images per kind
 # ONNX Runtime and PyTorch sum the same float32 products in different orders; the profiler's
@@ -33,23 +33,7 @@ PROBABILITY_TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def fashion_dir(tmp_path_factory) -> Path:
-    """Real digits written as 28x28 Fashion-MNIST files (the layout torchvision reads)."""
-    import torch.nn.functional as F
-    from sklearn.datasets import load_digits
-
-    from tests.test_data import write_idx_gz
-
-    root = tmp_path_factory.mktemp("fashion")
-    bunch = load_digits()
-    pixels = torch.from_numpy(bunch.images[:400]).float()[:, None] * (255 / 16)
-    images = F.interpolate(pixels, size=(28, 28), mode="bilinear").round().clamp(0, 255)
-    images = images.to(torch.uint8)[:, 0].numpy()
-    raw = root / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for prefix, part in (("train", slice(0, 300)), ("t10k", slice(300, 400))):
-        write_idx_gz(raw / f"{prefix}-images-idx3-ubyte.gz", images[part])
-        write_idx_gz(raw / f"{prefix}-labels-idx1-ubyte.gz", bunch.target[part])
-    return root
+    return write_fashion_like(tmp_path_factory.mktemp("fashion"))
 
 
 def _native_pngs(dataset: str, data_dir: Path) -> list[bytes]:

@@ -207,7 +207,9 @@ def create_app(config: ServeConfig, *, started: float | None = None, loader=None
             max_pixels=c.max_pixels,
         )
     )
-    state: dict[str, Any] = {"ready": False, "model": None, "batcher": None, "startup": {}}
+    state: dict[str, Any] = {
+        "ready": False, "model": None, "batcher": None, "startup": {}, "in_flight": 0,
+    }  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -288,6 +290,7 @@ def create_app(config: ServeConfig, *, started: float | None = None, loader=None
             "max_pixels": model.max_pixels,
             "deadline_s": config.deadline_s,
             "drain_timeout_s": config.drain_timeout_s,
+            "in_flight": state["in_flight"],  # /predict requests being answered now
             "startup": state["startup"],
         }
 
@@ -304,6 +307,7 @@ def create_app(config: ServeConfig, *, started: float | None = None, loader=None
         if not state["ready"]:
             raise HTTPException(503, "not ready")
         deadline = time.monotonic() + config.deadline_s
+        state["in_flight"] += 1
         try:
             return await asyncio.wait_for(respond(request, deadline), config.deadline_s)
         except (asyncio.TimeoutError, DeadlinePassed):
@@ -312,6 +316,8 @@ def create_app(config: ServeConfig, *, started: float | None = None, loader=None
             ) from None
         except BatcherStopped as error:
             raise HTTPException(503, f"{error} (drain timeout)") from None
+        finally:
+            state["in_flight"] -= 1
 
     return app
 

@@ -58,6 +58,7 @@ class DynamicBatcher:
         self.worker: asyncio.Task | None = None
         self._collecting: list[_Pending] = []  # taken from the queue, batch not yet run
         self.stopped: Exception | None = None  # set by abort(): later submissions fail at once
+        self._unanswered: set[asyncio.Future] = set()
         self.batches = 0
         self.samples = 0
 
@@ -70,11 +71,12 @@ class DynamicBatcher:
         Waits at most ``timeout_s`` (None: until done); whatever is still waiting then gets
         :class:`BatcherStopped`. Returns whether everything queued was answered.
         """
-        drained = True
-        try:
-            await asyncio.wait_for(self.queue.join(), timeout_s)
-        except asyncio.TimeoutError:
-            drained = False
+        loop = asyncio.get_running_loop()
+        give_up = None if timeout_s is None else loop.time() + timeout_s
+        # Unanswered, not merely queued: a request cancelled by its deadline needs no answer.
+        while self._unanswered and (give_up is None or loop.time() < give_up):
+            await asyncio.sleep(0.005)
+        drained = not self._unanswered
         if self.worker is not None:
             self.worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,8 +90,6 @@ class DynamicBatcher:
         self.stopped = error
         collecting = list(self._collecting)
         self._collecting.clear()  # in place: the worker's batch in the making loses them too
-        for _ in collecting:
-            self.queue.task_done()
         failed = 0
         for pending in [*collecting, *self._drain_queue()]:
             if not pending.answer.done():
@@ -101,7 +101,6 @@ class DynamicBatcher:
         taken = []
         while not self.queue.empty():
             taken.append(self.queue.get_nowait())
-            self.queue.task_done()
         return taken
 
     async def submit(self, sample: np.ndarray) -> np.ndarray:
@@ -109,6 +108,8 @@ class DynamicBatcher:
         if self.stopped is not None:
             raise self.stopped
         answer = asyncio.get_running_loop().create_future()
+        self._unanswered.add(answer)
+        answer.add_done_callback(self._unanswered.discard)
         await self.queue.put(_Pending(sample, answer))
         return await answer
 
@@ -134,8 +135,9 @@ class DynamicBatcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
-            if not batch:  # abort() took them while the batch was filling
+            # Requests that went away (their deadline passed) cost no inference.
+            batch = [pending for pending in await self._collect() if not pending.answer.done()]
+            if not batch:
                 continue
             try:
                 inputs = np.stack([pending.sample for pending in batch])
@@ -150,6 +152,3 @@ class DynamicBatcher:
                 for pending, output in zip(batch, outputs, strict=True):
                     if not pending.answer.done():  # the client may have gone away
                         pending.answer.set_result(output)
-            finally:
-                for _ in batch:
-                    self.queue.task_done()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..data.upload import ImageTooLarge, NotAnImage, decode_native
 from ..errors import ArchbenchError
@@ -175,7 +176,12 @@ def load_run_model(
 
 
 def warm_up(model: RunModel, max_batch: int = 16) -> None:
-    """A few untimed passes so the first real request does not pay for lazy initialization."""
+    """A few untimed passes so the first real request does not pay for lazy initialization
+    (ONNX Runtime's, and the decoders' imports: torchvision's JPEG decoder takes seconds)."""
+    from ..data.upload import encode_png
+
+    blank = torch.zeros(model.inputs.native_shape, dtype=torch.uint8)
+    model.preprocess(encode_png(blank))
     for batch in (1, max_batch):
         zeros = np.zeros((batch, *model.input_size), dtype=np.float32)
         for _ in range(WARMUP_PASSES):
