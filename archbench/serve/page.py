@@ -20,10 +20,10 @@ PAGE = """<!doctype html>
          color: #222; padding: 0 1em; }}
   h1 {{ font-size: 1.3em; margin-bottom: 0.2em; }}
   .meta {{ color: #666; margin-top: 0; }}
-  #drop {{ border: 2px dashed #999; border-radius: 8px; padding: 1.5em; text-align: center;
-          cursor: pointer; }}
+  #drop {{ display: block; border: 2px dashed #999; border-radius: 8px; padding: 1.5em;
+          text-align: center; cursor: pointer; }}
   #drop.over {{ border-color: #2a6; background: #efe; }}
-  #preview {{ max-width: 128px; max-height: 128px; image-rendering: pixelated;
+  #preview {{ width: 128px; height: auto; image-rendering: pixelated;
              display: none; margin: 1em auto 0; }}
   table {{ width: 100%; border-collapse: collapse; margin-top: 1em; }}
   td {{ padding: 0.2em 0.4em; }}
@@ -31,7 +31,7 @@ PAGE = """<!doctype html>
                                     font-variant-numeric: tabular-nums; }}
   .bar {{ background: #2a6; height: 1em; border-radius: 2px; }}
   .below {{ background: #bbb; }}
-  #status {{ margin-top: 1em; min-height: 1.4em; }}
+  #status {{ margin-top: 1em; min-height: 1.4em; font-size: 1.15em; font-weight: 600; }}
   .error {{ color: #b00; }}
 </style>
 </head>
