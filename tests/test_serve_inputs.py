@@ -18,6 +18,7 @@ import torch
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
+from archbench.cli import main  # noqa: E402
 from archbench.data import DataConfig, load_data  # noqa: E402
 from archbench.data.upload import encode_png  # noqa: E402
 from archbench.profile.loaded import load_run  # noqa: E402
@@ -141,3 +142,5 @@ def test_a_multilabel_run_answers_labels_at_its_threshold(tmp_path):
     for answer in checked["answers"]:
         assert set(answer) == {"labels", "probabilities", "threshold", "model"}
         assert isinstance(answer["labels"], list) and answer["threshold"] == 0.3
+    # "unknown below P" means nothing for a multi-label answer: refused before loading.
+    assert main(["serve", str(run_dir), "--port", "0", "--reject-below", "0.5"]) == 2

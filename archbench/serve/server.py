@@ -77,6 +77,11 @@ def serve(config: ServeConfig) -> int:
     started = time.perf_counter()
     config.validate()
     info = read_run(config.run_dir)  # a wrong directory fails here, in one line
+    if config.reject_below is not None and info.config["train"].get("task") == "multilabel":
+        raise ArchbenchError(
+            "--reject-below applies to single-label runs; a multi-label run answers the labels "
+            "at or above its own threshold"
+        )
     _configure_logging()
     sock = _bind(config.host, config.port)  # a taken port fails before minutes of loading
     host, port = sock.getsockname()[:2]
