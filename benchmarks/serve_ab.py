@@ -6,7 +6,8 @@ load test against them in turn, A B A B ..., for ``--rounds`` rounds, so machine
 both alike. Per cell it reports the median over rounds, next to what the issue's targets compare
 it with: the profiler's batch-1 ONNX Runtime p50 (``profile.json``), the HTTP floor (kept-alive
 ``GET /healthz`` p50) and the decode time of the sent images. The client's CPU share is reported
-too: client and server share the machine's cores. ``uptime`` is recorded before and after; run
+too: client and server share the machine's cores, and /healthz is timed while 32 pixel bombs
+are in flight (target: under 50 ms). ``uptime`` is recorded before and after; run
 it on a quiet machine (load average < 2), with nothing else running.
 
     python benchmarks/serve_ab.py RUNS/squeezenet_dsc-digits RUNS/alexnet-digits \\
@@ -78,6 +79,49 @@ def decode_ms(run_dir: Path, images: list[tuple[str, bytes]]) -> float:
     return statistics.median(times)
 
 
+def one_bit_png(side: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", (side, side), 0).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+async def _healthz_while(url: str, body: bytes, bombs: int = 32, probes: int = 20) -> dict:
+    """/healthz latencies (ms) measured while ``bombs`` posts of ``body`` are in flight."""
+    import asyncio
+
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=64)) as client:
+        tasks = [
+            asyncio.create_task(client.post(f"{url}/predict", content=body)) for _ in range(bombs)
+        ]
+        await asyncio.sleep(0.05)  # let them reach the server
+        latencies = []
+        for _ in range(probes):
+            started = time.perf_counter()
+            await client.get(f"{url}/healthz")
+            latencies.append((time.perf_counter() - started) * 1000)
+        statuses = sorted({(await task).status_code for task in tasks})
+    return {
+        "statuses": statuses,
+        "healthz_p50_ms": statistics.median(latencies),
+        "healthz_max_ms": max(latencies),
+    }
+
+
+def healthz_under_bombs(url: str) -> dict:
+    """The issue's 1-bit 6000x6000 PNG (refused from its header) and a 4000x4000 one (16 M
+    pixels, at the default limit: decoded for real), 32 in flight each."""
+    import asyncio
+
+    return {
+        f"32 x 1-bit {side}x{side} PNG": asyncio.run(_healthz_while(url, one_bit_png(side)))
+        for side in (6000, 4000)
+    }
+
+
 def median_level(rounds: list[dict], concurrency: int, key: str) -> float | None:
     values = [
         level[key]
@@ -136,6 +180,7 @@ def bench_run(run_dir: Path, args: argparse.Namespace, concurrency: list[int]) -
             for name, (_, url) in servers.items():  # A B, A B, ...
                 print(f"{run_dir.name}: round {round_index + 1}, {name}", flush=True)
                 results[name].append(run_bench(_replace_url(config, url)))
+        bombs = healthz_under_bombs(next(iter(servers.values()))[1])
     finally:
         for process, _ in servers.values():
             process.send_signal(signal.SIGTERM)
@@ -146,7 +191,7 @@ def bench_run(run_dir: Path, args: argparse.Namespace, concurrency: list[int]) -
         "floor_ms": statistics.median(floors),
         "decode_ms": decode_ms(run_dir, images),
     }
-    return {"results": results, "facts": facts}
+    return {"results": results, "facts": facts, "bombs": bombs}
 
 
 def _replace_url(config: BenchConfig, url: str) -> BenchConfig:
@@ -178,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     print(after)
     for run_dir, outcome in measured.items():
         text = table(run_dir.name, outcome["results"], concurrency, outcome["facts"])
+        for what, seen in outcome["bombs"].items():
+            text += (
+                f"\n/healthz while {what} are in flight (answered {seen['statuses']}): p50 "
+                f"{seen['healthz_p50_ms']:.1f} ms, max {seen['healthz_max_ms']:.1f} ms"
+            )
         text += f"\nuptime before: `{before}`; after: `{after}`\n\n{TARGETS}\n"
         print(text)
         (run_dir / "serve-ab.md").write_text(text)
