@@ -47,6 +47,7 @@ DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 STATS_FORMAT = "archbench-stats-1"
 STUDY_SHAPE: Shape = (3, 32, 32)  # what the study's networks take, and the default
+MNIST_PAD_TO = 32  # the study's 32x32 MNIST: 28x28 padded with background, not resized
 # (channels, height, width) each source holds; digits are the 8x8 images upscaled x4.
 NATIVE_SHAPES: dict[str, Shape] = {
     "digits": (1, 32, 32),
@@ -239,6 +240,13 @@ def dataset_shape(dataset: str) -> Shape:
     return NATIVE_SHAPES[name]
 
 
+def dataset_pad_to(dataset: str) -> int | None:
+    """The square size a dataset reaches by zero-padding instead of resizing (MNIST's 28 -> 32),
+    known without loading it; training, the profiler and the server all fit images with it."""
+    name = resolve_dataset_name(dataset)
+    return MNIST_PAD_TO if name in ("mnist", "fashion-mnist") else None
+
+
 def resolve_dataset_name(dataset: str) -> str:
     """The canonical name (``"CIFAR10"`` -> ``"cifar10"``), or a clear error with a suggestion."""
     text = dataset.strip()
@@ -343,5 +351,5 @@ def _load_torchvision(name: str, data_dir: Path, *, download: bool) -> _Loaded:
         default_augment="crop-flip" if cifar else "crop",
         identity=f"{name}:{data_dir.resolve()}",
         fixed_stats=(CIFAR_MEAN, CIFAR_STD) if cifar else None,
-        pad_to=None if cifar else 32,  # the study's 32x32 MNIST: 28x28 padded with background
+        pad_to=dataset_pad_to(name),
     )

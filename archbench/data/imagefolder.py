@@ -192,12 +192,38 @@ def decode_images(paths: list[str], workers: int | None = None) -> torch.Tensor:
     return out
 
 
-def _decode_chunk(paths: list[str], out: torch.Tensor) -> None:
+def decode_one(name: str, data: bytes) -> torch.Tensor:
+    """One encoded image -> uint8 ``(3, 32, 32)``, by the same path :func:`decode_images` takes
+    for a file of these bytes, so a served image folder file equals its cached pixels."""
+    decode_jpeg, mode = _jpeg_decoder()
+    if decode_jpeg and _fast_jpeg(data):
+        buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", _TORCHVISION_DEPRECATION, DeprecationWarning)
+                (image,) = decode_jpeg([buffer], mode=mode)
+        except RuntimeError:
+            image = None
+        if image is not None and tuple(image.shape) == (3, SIZE, SIZE):
+            return image
+    return _decode_pil(name, data)
+
+
+def _jpeg_decoder():
+    """torchvision's batched JPEG decoder and its RGB mode, or (None, None) without it."""
     try:
         from torchvision.io import ImageReadMode, decode_jpeg
     except ImportError:  # a torchvision without its image decoders: PIL does everything
-        decode_jpeg = None
+        return None, None
+    return decode_jpeg, ImageReadMode.RGB
 
+
+def _fast_jpeg(data: bytes) -> bool:
+    return data[:3] == b"\xff\xd8\xff" and len(data) <= _FAST_MAX_BYTES
+
+
+def _decode_chunk(paths: list[str], out: torch.Tensor) -> None:
+    decode_jpeg, mode = _jpeg_decoder()
     fast: list[tuple[int, bytes]] = []
     for i, path in enumerate(paths):
         try:
@@ -205,7 +231,7 @@ def _decode_chunk(paths: list[str], out: torch.Tensor) -> None:
                 data = stream.read()
         except OSError as error:
             raise ArchbenchError(f"cannot read image {path}: {error.strerror or error}") from None
-        if decode_jpeg and data[:3] == b"\xff\xd8\xff" and len(data) <= _FAST_MAX_BYTES:
+        if decode_jpeg and _fast_jpeg(data):
             fast.append((i, data))
         else:
             out[i] = _decode_pil(path, data)
@@ -213,7 +239,7 @@ def _decode_chunk(paths: list[str], out: torch.Tensor) -> None:
         return
     buffers = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for _, data in fast]
     try:
-        decoded = decode_jpeg(buffers, mode=ImageReadMode.RGB)
+        decoded = decode_jpeg(buffers, mode=mode)
     except RuntimeError:  # one bad file fails the batch: let PIL find it (or read it)
         decoded = [None] * len(fast)
     for (i, data), image in zip(fast, decoded, strict=True):

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import STUDY_SHAPE, load_data, normalize
+from ..data import load_data, normalize
 from ..data.groups import GroupMap, load_regrouping, regrouping_from_record
 from ..errors import ArchbenchError
 from ..train import TrainConfig, rundir
+from ..train.restore import restore_run
 from ..train.task import DEFAULT_THRESHOLD
-from ..train.transfer.setup import trained_model
 
 
 @dataclass(frozen=True)
@@ -82,26 +82,12 @@ class LoadedRun:
 
 def load_run(run_dir: Path) -> LoadedRun:
     """Read a run's ``best.pt`` and test split; refuse a checkpoint that does not fit the run."""
-    info = rundir.read_run(run_dir)
-    train, described = info.config["train"], info.config.get("data", {})
-    best_path = info.path / rundir.BEST
-    if not best_path.is_file():
-        raise ArchbenchError(
-            f"{info.path} has no {rundir.BEST} (status {info.status}); "
-            "train it to completion or resume it first"
-        )
-    expect = {"arch": train["arch"], "num_classes": described.get("num_classes")}
-    best = rundir.load_checkpoint(best_path, expect={k: v for k, v in expect.items() if v})
-    # Runs from before input shapes were recorded were all fed the study's shape.
-    shape = tuple(train.get("input_shape") or STUDY_SHAPE)
-    # A plain network, or a head on a pretrained backbone (run --weights --finetune head); the
-    # run's task decides the plain network's end (multi-label drops a final ReLU).
-    task = train.get("task", "classification")
-    model = trained_model(best, best_path, in_channels=shape[0], task=task)
-    trained = replace(TrainConfig.from_dict(train), input_shape=shape)
-    data = load_data(trained.data_config(download=False))
-    mean = best.get("mean") or data.mean
-    std = best.get("std") or data.std
+    restored = restore_run(run_dir)
+    info, best, inputs = restored.info, restored.checkpoint, restored.inputs
+    trained = replace(TrainConfig.from_dict(info.config["train"]), input_shape=inputs.input_shape)
+    data = load_data(trained.data_config(download=False))  # fitted as RunInputs.fit fits
+    mean = inputs.mean or data.mean
+    std = inputs.std or data.std
     fine_labels = data.test.labels if data.multilabel else data.test.labels.long()
     trained_groups = None
     labels, class_names = fine_labels, list(data.classes)
@@ -110,13 +96,13 @@ def load_run(run_dir: Path) -> LoadedRun:
         labels, class_names = trained_groups.relabel(fine_labels), list(trained_groups.group_names)
     if len(class_names) != best["num_classes"]:
         raise ArchbenchError(
-            f"{best_path} has {best['num_classes']} outputs but the run's test set has "
-            f"{len(class_names)} classes"
+            f"{info.path / rundir.BEST} has {best['num_classes']} outputs but the run's test set "
+            f"has {len(class_names)} classes"
         )
     return LoadedRun(
         info=info,
         checkpoint=best,
-        model=model,
+        model=restored.model,
         images=normalize(data.test.images, mean, std),
         display=data.test.images,
         labels=labels,

@@ -5,6 +5,9 @@ by the rest of archbench, so the other commands work without it.
 
 - :mod:`.model`: a run directory -> ONNX Runtime session plus the run's preprocessing.
 - :mod:`.batching`: the dynamic batcher (max batch, max wait).
-- :mod:`.app`: the FastAPI app, request limits and logging, and the uvicorn server.
+- :mod:`.bodies`: request bodies decoded off the event loop, within a deadline.
+- :mod:`.app`: the FastAPI app and its routes, request limits and logging.
+- :mod:`.page`: the HTML page ``GET /`` serves.
+- :mod:`.server`: the process: start-up errors in one line, uvicorn, the bounded drain.
 - :mod:`.bench`: the load test, ``serve-bench.json`` and its markdown table.
 """

@@ -1,41 +1,48 @@
 """The HTTP service: FastAPI routes, request limits and logging, and a uvicorn server.
 
 ``POST /predict`` takes an image as a multipart upload, a raw body, or JSON
-``{"image": "<base64>"}`` and answers ``{"label", "probabilities", "model", "unknown"}``.
-``GET /healthz`` is 200 once the model is loaded and warmed up (the lifespan handler does both
-before uvicorn accepts a connection) and 503 while shutting down; ``GET /metadata`` describes
-the model, the settings and the start-up figures.
+``{"image": "<base64>"}`` and answers ``{"label", "probabilities", "model", "unknown"}`` (a
+multi-label run: ``{"labels", "probabilities", "threshold", "model"}``). ``GET /`` is a page to
+try it by hand; ``GET /healthz`` is 200 once the model is loaded and warmed up (both happen
+before the socket listens, so a client sees a refused connection until then); ``GET /metadata``
+describes the model, the settings and the start-up figures.
 
-Bad input never takes the server down: a body that is not an image is 415, an oversized one
-413 (refused from its Content-Length before it is read), malformed JSON or base64 422, and
+Bad input never takes the server down: a body that is not an image is 415; an oversized body
+(refused from its Content-Length before it is read) or image (refused from its header before it
+is decoded) 413; malformed JSON or base64 422; a request not answered within ``--deadline`` 503;
 anything unexpected 500 with a request id that the log line repeats next to the traceback.
+
+Stopping (Ctrl-C, SIGTERM): the listener closes at once (new connections are refused), idle
+kept-alive connections are closed, requests in flight are answered for up to ``--drain-timeout``
+seconds; any still waiting for inference then are answered 503, and the process exits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
+import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from starlette.datastructures import UploadFile
+from fastapi.responses import HTMLResponse
 
 from .. import __version__
-from .batching import BatchingConfig, DynamicBatcher
-from .model import ImageTooLarge, NotAnImage, RunModel, load_run_model
+from .batching import BatcherStopped, BatchingConfig, DynamicBatcher
+from .bodies import DeadlinePassed, decode_body, read_body
+from .model import MAX_PIXELS, RunModel, load_run_model
+from .page import render_page
 
 log = logging.getLogger("archbench.serve")
 
 BACKENDS = ("onnxruntime",)
-INLINE_DECODE_BYTES = 64 * 1024  # smaller images decode on the event loop: cheaper than a hop
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # read and drop at most this much of a refused body
 
 
@@ -49,6 +56,10 @@ class ServeConfig:
     reject_below: float | None = None  # top probability below this answers "unknown"
     max_body_bytes: int = 10 * 1024 * 1024
     threads: int | None = None  # ONNX Runtime intra-op threads (default: the run's, or all)
+    max_pixels: int = MAX_PIXELS  # larger images are refused from their header (413)
+    deadline_s: float = 30.0  # a request not answered by then gets 503
+    drain_timeout_s: float = 10.0  # on stop: how long requests in flight may still take
+    decode_workers: int = min(4, os.cpu_count() or 1)  # threads that decode bodies
 
     def validate(self) -> None:
         from ..errors import ArchbenchError
@@ -66,6 +77,14 @@ class ServeConfig:
             raise ArchbenchError(f"--port must be in 0-65535, got {self.port}")
         if self.threads is not None and self.threads < 1:
             raise ArchbenchError(f"--threads must be positive, got {self.threads}")
+        if self.max_pixels < 1:
+            raise ArchbenchError(f"--max-pixels must be positive, got {self.max_pixels}")
+        if not self.deadline_s > 0:
+            raise ArchbenchError(f"--deadline must be positive, got {self.deadline_s:g}")
+        if not self.drain_timeout_s >= 0:
+            raise ArchbenchError(f"--drain-timeout must be >= 0, got {self.drain_timeout_s:g}")
+        if self.decode_workers < 1:
+            raise ArchbenchError(f"decode workers must be positive, got {self.decode_workers}")
 
 
 class _Refused(Exception):
@@ -153,40 +172,20 @@ class RequestMiddleware:
         return f"body larger than the limit of {self.max_body_bytes:,} bytes"
 
 
-async def _json_image(body: bytes) -> bytes:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise HTTPException(422, f"malformed JSON: {error}") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("image"), str):
-        raise HTTPException(422, 'JSON body must be {"image": "<base64>"}')
-    text = payload["image"]
-    if text.startswith("data:") and "," in text:  # a data URL: data:image/png;base64,....
-        text = text.split(",", 1)[1]
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise HTTPException(422, "malformed base64 in 'image'") from None
-
-
-async def image_bytes(request: Request) -> bytes:
-    """The encoded image of a request, whichever of the three body forms it came in."""
-    content_type = request.headers.get("content-type", "").lower()
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=8)
-        uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
-        if not uploads:
-            raise HTTPException(422, "multipart body has no file part")
-        return await uploads[0].read()
-    body = await request.body()
-    if content_type.startswith("application/json") or content_type.endswith("+json"):
-        return await _json_image(body)
-    return body
-
-
 def answer(model: RunModel, probabilities, reject_below: float | None) -> dict[str, Any]:
-    """The response body: numbers, not strings; ``unknown`` when the top class is too unsure."""
+    """The response body: numbers, not strings; ``unknown`` when the top class is too unsure.
+
+    A multi-label run answers every label at or above its threshold, as a list (maybe empty).
+    """
     by_class = {name: float(p) for name, p in zip(model.classes, probabilities, strict=True)}
+    if model.multilabel:
+        chosen = [name for name, p in by_class.items() if p >= model.threshold]
+        return {
+            "labels": chosen,
+            "probabilities": by_class,
+            "threshold": model.threshold,
+            "model": model.run_dir.name,
+        }
     top = int(probabilities.argmax())
     unknown = reject_below is not None and float(probabilities[top]) < reject_below
     return {
@@ -201,16 +200,31 @@ def create_app(config: ServeConfig, *, started: float | None = None, loader=None
     """The service for ``config``; ``loader(config) -> RunModel`` is swappable for tests."""
     started = time.perf_counter() if started is None else started
     loader = loader or (
-        lambda c: load_run_model(c.run_dir, threads=c.threads, warmup_batch=c.batching.max_batch)
+        lambda c: load_run_model(
+            c.run_dir,
+            threads=c.threads,
+            warmup_batch=c.batching.max_batch,
+            max_pixels=c.max_pixels,
+        )
     )
-    state: dict[str, Any] = {"ready": False, "model": None, "batcher": None, "startup": {}}
+    state: dict[str, Any] = {
+        "ready": False, "model": None, "batcher": None, "startup": {}, "in_flight": 0,
+    }  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         model = await asyncio.to_thread(loader, config)
         batcher = DynamicBatcher(model.predict, config.batching)
+        decoders = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="decode")
         await batcher.start()
-        state.update(model=model, batcher=batcher, ready=True)
+        state.update(model=model, batcher=batcher, decoders=decoders, ready=True)
+        state["page"] = render_page(
+            network=model.arch,
+            run_name=model.run_dir.name,
+            classes=model.classes,
+            input_size=model.input_size,
+            multilabel=model.multilabel,
+        )
         state["startup"] = {
             **(asdict(model.startup) if model.startup else {}),
             "ready_s": time.perf_counter() - started,
@@ -225,11 +239,24 @@ def create_app(config: ServeConfig, *, started: float | None = None, loader=None
             yield
         finally:
             state["ready"] = False
-            await batcher.stop()
-            log.info("stopped: %d requests in %d batches", batcher.samples, batcher.batches)
+            drained = await batcher.stop(timeout_s=config.drain_timeout_s)
+            decoders.shutdown(wait=False, cancel_futures=True)
+            log.info(
+                "stopped: %d requests in %d batches%s",
+                batcher.samples,
+                batcher.batches,
+                "" if drained else " (drain timeout: the rest answered 503)",
+            )
 
     app = FastAPI(title="archbench serve", version=__version__, lifespan=lifespan)
     app.add_middleware(RequestMiddleware, max_body_bytes=config.max_body_bytes)
+    app.state.serve = state  # the server's drain timer reaches the batcher through it
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        if not state["ready"]:
+            raise HTTPException(503, "not ready")
+        return HTMLResponse(state["page"])
 
     @app.get("/healthz")
     async def healthz():
@@ -247,8 +274,11 @@ def create_app(config: ServeConfig, *, started: float | None = None, loader=None
         model: RunModel = state["model"]
         return {
             "network": model.arch,
+            "task": model.task,
             "classes": model.classes,
+            "threshold": model.threshold,
             "input_size": list(model.input_size),
+            "native_size": list(model.inputs.native_shape),
             "backend": config.backend,
             "run_dir": str(model.run_dir),
             "onnx": str(model.onnx_path),
@@ -257,95 +287,65 @@ def create_app(config: ServeConfig, *, started: float | None = None, loader=None
             "max_wait_ms": config.batching.max_wait_ms,
             "reject_below": config.reject_below,
             "threads": config.threads,
+            "max_pixels": model.max_pixels,
+            "deadline_s": config.deadline_s,
+            "drain_timeout_s": config.drain_timeout_s,
+            "in_flight": state["in_flight"],  # /predict requests being answered now
             "startup": state["startup"],
         }
+
+    async def respond(request: Request, deadline: float) -> dict[str, Any]:
+        model: RunModel = state["model"]
+        body = await read_body(request)
+        loop = asyncio.get_running_loop()
+        sample = await loop.run_in_executor(state["decoders"], decode_body, model, body, deadline)
+        probabilities = await state["batcher"].submit(sample)
+        return answer(model, probabilities, config.reject_below)
 
     @app.post("/predict")
     async def predict(request: Request):
         if not state["ready"]:
             raise HTTPException(503, "not ready")
-        model: RunModel = state["model"]
-        data = await image_bytes(request)
+        deadline = time.monotonic() + config.deadline_s
+        state["in_flight"] += 1
         try:
-            if len(data) <= INLINE_DECODE_BYTES:
-                sample = model.preprocess(data)
-            else:
-                sample = await asyncio.to_thread(model.preprocess, data)
-        except NotAnImage as error:
-            raise HTTPException(415, str(error)) from None
-        except ImageTooLarge as error:
-            raise HTTPException(413, str(error)) from None
-        probabilities = await state["batcher"].submit(sample)
-        return answer(model, probabilities, config.reject_below)
+            return await asyncio.wait_for(respond(request, deadline), config.deadline_s)
+        except (asyncio.TimeoutError, DeadlinePassed):
+            raise HTTPException(
+                503, f"not answered within the deadline of {config.deadline_s:g} s"
+            ) from None
+        except BatcherStopped as error:
+            raise HTTPException(503, f"{error} (drain timeout)") from None
+        finally:
+            state["in_flight"] -= 1
 
     return app
 
 
 def _bind(host: str, port: int):
-    """The listening address bound before start-up, so a taken port is a one-line error."""
+    """The listening address bound before start-up, so a taken port is a one-line error.
+
+    The socket is made with the protocol ``getaddrinfo`` names (``IPPROTO_TCP``), not 0: asyncio
+    sets ``TCP_NODELAY`` only on accepted sockets whose ``proto`` says TCP, and without it every
+    response written in two segments (h11 sends the head, then the body) waits for the client's
+    delayed ACK, about 40 ms per request on a kept-alive connection (Nagle's algorithm). The
+    listener gets ``TCP_NODELAY`` too, which Linux copies to the sockets it accepts.
+    """
     import socket
 
     from ..errors import ArchbenchError
 
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     except OSError as error:
         raise ArchbenchError(f"cannot resolve --host {host!r}: {error}") from None
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind(address)
     except OSError as error:
         sock.close()
         raise ArchbenchError(f"cannot listen on {host}:{port}: {error.strerror}") from None
     return sock
-
-
-def _configure_logging() -> None:
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
-
-
-def serve(config: ServeConfig) -> int:
-    """Run the service until Ctrl-C or SIGTERM; in-flight requests are answered first.
-
-    Returns 0 after a clean stop, 130 after Ctrl-C. uvicorn re-raises a captured SIGTERM once it
-    has shut down, so the process then ends as terminated by that signal, as a service should.
-    """
-    import uvicorn
-
-    from ..errors import ArchbenchError
-    from ..train.rundir import BEST, load_checkpoint, read_run
-
-    started = time.perf_counter()
-    config.validate()
-    info = read_run(config.run_dir)  # a wrong directory fails here, in one line
-    if not (info.path / BEST).is_file():
-        raise ArchbenchError(f"{info.path} has no {BEST} to serve (status {info.status})")
-    load_checkpoint(info.path / BEST)
-    _configure_logging()
-    sock = _bind(config.host, config.port)
-    host, port = sock.getsockname()[:2]
-    log.info("archbench serve %s on http://%s:%d (loading)", info.path, host, port)
-    app = create_app(config, started=started)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=30,
-        )
-    )
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        return 130
-    if not server.started:
-        raise ArchbenchError(f"the server could not start on {host}:{port}; see the log above")
-    return 0

@@ -33,6 +33,10 @@ class BatchingConfig:
             raise ArchbenchError(f"--max-wait-ms must be >= 0, got {self.max_wait_ms:g}")
 
 
+class BatcherStopped(RuntimeError):
+    """The batcher stopped (or was aborted) before this request's batch ran."""
+
+
 @dataclass
 class _Pending:
     sample: np.ndarray
@@ -52,30 +56,67 @@ class DynamicBatcher:
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.worker: asyncio.Task | None = None
+        self._collecting: list[_Pending] = []  # taken from the queue, batch not yet run
+        self.stopped: Exception | None = None  # set by abort(): later submissions fail at once
+        self._unanswered: set[asyncio.Future] = set()
         self.batches = 0
         self.samples = 0
 
     async def start(self) -> None:
         self.worker = asyncio.create_task(self._run(), name="dynamic-batcher")
 
-    async def stop(self) -> None:
-        """Answer everything already queued, then stop the worker and the inference thread."""
-        await self.queue.join()
+    async def stop(self, timeout_s: float | None = None) -> bool:
+        """Answer everything already queued, then stop the worker and the inference thread.
+
+        Waits at most ``timeout_s`` (None: until done); whatever is still waiting then gets
+        :class:`BatcherStopped`. Returns whether everything queued was answered.
+        """
+        loop = asyncio.get_running_loop()
+        give_up = None if timeout_s is None else loop.time() + timeout_s
+        # Unanswered, not merely queued: a request cancelled by its deadline needs no answer.
+        while self._unanswered and (give_up is None or loop.time() < give_up):
+            await asyncio.sleep(0.005)
+        drained = not self._unanswered
         if self.worker is not None:
             self.worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.worker
-        self.executor.shutdown(wait=True)
+        self.abort(BatcherStopped("the server stopped before this request's batch ran"))
+        self.executor.shutdown(wait=drained, cancel_futures=True)
+        return drained
+
+    def abort(self, error: Exception) -> int:
+        """Fail every request not yet answered with ``error``; returns how many there were."""
+        self.stopped = error
+        collecting = list(self._collecting)
+        self._collecting.clear()  # in place: the worker's batch in the making loses them too
+        failed = 0
+        for pending in [*collecting, *self._drain_queue()]:
+            if not pending.answer.done():
+                pending.answer.set_exception(error)
+                failed += 1
+        return failed
+
+    def _drain_queue(self) -> list[_Pending]:
+        taken = []
+        while not self.queue.empty():
+            taken.append(self.queue.get_nowait())
+        return taken
 
     async def submit(self, sample: np.ndarray) -> np.ndarray:
         """The result for one sample, once the batch it joined has run."""
+        if self.stopped is not None:
+            raise self.stopped
         answer = asyncio.get_running_loop().create_future()
+        self._unanswered.add(answer)
+        answer.add_done_callback(self._unanswered.discard)
         await self.queue.put(_Pending(sample, answer))
         return await answer
 
     async def _collect(self) -> list[_Pending]:
         loop = asyncio.get_running_loop()
-        batch = [await self.queue.get()]
+        batch = self._collecting
+        batch.append(await self.queue.get())
         deadline = loop.time() + self.config.max_wait_ms / 1000
         while len(batch) < self.config.max_batch:
             if not self.queue.empty():
@@ -88,12 +129,16 @@ class DynamicBatcher:
                 batch.append(await asyncio.wait_for(self.queue.get(), remaining))
             except asyncio.TimeoutError:
                 break
+        self._collecting = []
         return batch
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
+            # Requests that went away (their deadline passed) cost no inference.
+            batch = [pending for pending in await self._collect() if not pending.answer.done()]
+            if not batch:
+                continue
             try:
                 inputs = np.stack([pending.sample for pending in batch])
                 outputs = await loop.run_in_executor(self.executor, self.predict, inputs)
@@ -107,6 +152,3 @@ class DynamicBatcher:
                 for pending, output in zip(batch, outputs, strict=True):
                     if not pending.answer.done():  # the client may have gone away
                         pending.answer.set_result(output)
-            finally:
-                for _ in batch:
-                    self.queue.task_done()

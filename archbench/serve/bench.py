@@ -4,8 +4,10 @@ Per concurrency level, ``requests`` POSTs of real images (raw bodies, so the cli
 cost stays small on the machine it shares with the server) are kept ``concurrency`` at a time in
 flight with ``httpx.AsyncClient`` and a semaphore, after one untimed round that opens the
 connections. Each level reports answered requests, errors, p50/p90/p99 latency and throughput.
-``http_overhead_ms`` is the latency of ``GET /healthz`` at concurrency 1: the HTTP round trip
-without decoding or inference.
+``http_overhead_ms`` is the latency of ``GET /healthz`` at concurrency 1 on a kept-alive
+connection: the HTTP round trip without decoding or inference. Each level also records the
+client's own CPU time (``client_cpu_s``, and ``client_cpu_share`` of one core): on a small
+machine the client competes with the server it measures.
 
 Like the profiler, it holds the node's measuring lock (:mod:`archbench.exclusive`) while it
 measures, so no archbench training epoch runs meanwhile; other programs still can.
@@ -18,7 +20,6 @@ max wait), so runs against a server with and without batching end up side by sid
 from __future__ import annotations
 
 import asyncio
-import io
 import ipaddress
 import time
 from dataclasses import asdict, dataclass
@@ -85,11 +86,9 @@ def check_loopback(url: str, allow_remote: bool) -> None:
 
 
 def _encode_png(pixels) -> bytes:
-    from PIL import Image
+    from ..data.upload import encode_png
 
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode_png(pixels)
 
 
 def load_images(config: BenchConfig) -> list[tuple[str, bytes]]:
@@ -109,7 +108,12 @@ def load_images(config: BenchConfig) -> list[tuple[str, bytes]]:
         ]
     from ..data import DataConfig, load_data
 
-    data = load_data(DataConfig(dataset=config.dataset, data_dir=config.data_dir, download=False))
+    # The test images as the dataset holds them (native shape): the server fits them itself.
+    data = load_data(
+        DataConfig(
+            dataset=config.dataset, data_dir=config.data_dir, download=False, input_shape=None
+        )
+    )
     return [("image/png", _encode_png(image)) for image in data.test.images]
 
 
@@ -148,6 +152,7 @@ async def _level(client, url: str, images, concurrency: int, config: BenchConfig
 
     await asyncio.gather(*(one(i, timed=False) for i in range(concurrency)))  # open connections
     started = time.perf_counter()
+    cpu_started = time.process_time()  # this client's own CPU: it shares the cores it measures
     deadline = None if config.duration_s is None else started + config.duration_s
     tasks, sent = [], 0
     for index in range(config.requests):
@@ -160,6 +165,7 @@ async def _level(client, url: str, images, concurrency: int, config: BenchConfig
         await asyncio.sleep(0)
     await asyncio.gather(*tasks)
     seconds = time.perf_counter() - started
+    client_cpu_s = time.process_time() - cpu_started
     return {
         "concurrency": concurrency,
         "sent": sent,
@@ -169,6 +175,8 @@ async def _level(client, url: str, images, concurrency: int, config: BenchConfig
         **_percentiles(latencies),
         "throughput_rps": len(latencies) / seconds if seconds > 0 else None,
         "seconds": seconds,
+        "client_cpu_s": client_cpu_s,
+        "client_cpu_share": client_cpu_s / seconds if seconds > 0 else None,  # of one core
     }
 
 
@@ -308,7 +316,8 @@ def print_levels(run: dict, console) -> None:
 
     server = run["server"]
     table = Table(title=f"{server.get('network')} at {run['url']} ({_batching(server)})")
-    for column in ("concurrency", "answered/sent", "errors", "p50 ms", "p90 ms", "p99 ms", "req/s"):
+    columns = ("concurrency", "answered/sent", "errors", "p50 ms", "p90 ms", "p99 ms", "req/s")
+    for column in (*columns, "client CPU"):
         table.add_column(column, justify="right")
     for level in run["levels"]:
         table.add_row(
@@ -319,6 +328,7 @@ def print_levels(run: dict, console) -> None:
             _ms(level["p90_ms"]),
             _ms(level["p99_ms"]),
             _ms(level["throughput_rps"]),
+            f"{100 * level['client_cpu_share']:.0f}%" if level.get("client_cpu_share") else "-",
         )
     console.print(table)
     console.print(f"HTTP round trip (GET /healthz p50): {_ms(run['http_overhead_ms'])} ms")

@@ -14,13 +14,12 @@ import torch
 
 from architectures import arch_info, create_arch
 
-from ...data import STUDY_SHAPE, DataConfig, ImageData, dataset_shape, default_data_dir, load_data
+from ...data import DataConfig, ImageData, dataset_shape, default_data_dir, load_data
 from ...errors import ArchbenchError
 from .. import rundir
 from ..config import TrainConfig
 from .backbone import FeatureExtractor, TransferHead
 from .features import CachedFeatures, FeatureKey, cached_features, dataset_fingerprint
-from .setup import trained_model
 from .weights import file_sha256, load_weights, resolve_weights
 
 
@@ -127,15 +126,12 @@ def _extractor(source: FeatureSource) -> tuple[FeatureExtractor, str, dict, Data
 
 
 def _from_run(source: FeatureSource) -> tuple[FeatureExtractor, str, dict, DataConfig]:
-    info = rundir.read_run(source.run_dir)
-    best_path = info.path / rundir.BEST
-    if info.status != "complete" or not best_path.is_file():
-        raise ArchbenchError(f"{info.path} is {info.status}; features need a complete run")
-    best = rundir.load_checkpoint(best_path)
+    from ..restore import restore_run  # restore builds on this package: imported when used
+
+    restored = restore_run(source.run_dir, complete=True)
+    info, model, shape = restored.info, restored.model, restored.inputs.input_shape
     train = info.config["train"]
-    # Runs from before input shapes were recorded were all fed the study's shape.
-    shape = tuple(train.get("input_shape") or STUDY_SHAPE)
-    model = trained_model(best, best_path, in_channels=shape[0])
+    best_path = info.path / rundir.BEST
     if isinstance(model, TransferHead):
         extractor = model.backbone
         if source.pooling is not None and source.pooling != extractor.pooling:
