@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from archbench.cli import build_parser
-from archbench.cli.reference import REGENERATE, _subcommands, render_reference
+from archbench.cli.reference import REGENERATE, render_reference, subcommands
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "reference" / "commands.md"
 
@@ -53,11 +53,11 @@ def test_committed_reference_is_what_the_parsers_print(committed):
 
 def test_an_option_added_without_regenerating_is_caught(committed):
     parser = build_parser()
-    _subcommands(parser)["run"].add_argument("--warp-speed", help="an option nobody documented")
+    subcommands(parser)["run"].add_argument("--warp-speed", help="an option nobody documented")
     diff = _stale_diff(committed, render_reference(parser))
     assert "+  --warp-speed" in diff
 
 
 def test_every_command_has_a_section(committed):
-    for name in _subcommands(build_parser()):
+    for name in subcommands(build_parser()):
         assert f"\n## archbench {name}\n" in committed

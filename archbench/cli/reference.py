@@ -50,7 +50,7 @@ def _fixed_terminal() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     """The subcommand parsers of ``parser``, in the order ``archbench --help`` lists them."""
     for action in parser._actions:  # argparse keeps subparsers only here
         if isinstance(action, argparse._SubParsersAction):
@@ -70,7 +70,7 @@ def render_reference(parser: argparse.ArgumentParser | None = None) -> str:
     with _fixed_terminal():
         parser = parser or build_parser()
         sections = [HEADER, "## archbench\n", _help_block(parser)]
-        for name, subparser in _subcommands(parser).items():
+        for name, subparser in subcommands(parser).items():
             sections += [f"## archbench {name}\n", _help_block(subparser)]
     return "\n".join(sections)
 
