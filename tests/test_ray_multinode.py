@@ -28,6 +28,7 @@ from archbench.locks import DirectoryLock
 from archbench.measure import exclusive
 from archbench.profile import ProfileConfig
 from archbench.suite import SUITE_FILE, plan, run_suite
+from archbench.suite.progress import LiveProgress
 from archbench.train import rundir as runs
 from tests.failing_digits_net import MESSAGE
 
@@ -149,10 +150,10 @@ def test_a_suite_spreads_over_both_nodes_and_equals_a_local_suite(
 class NodeLoss(threading.Thread):
     """Removes the node of a run that is mid-run (see the module docstring); the test's eyes."""
 
-    def __init__(self, cluster: Cluster, suite_dir: Path) -> None:
+    def __init__(self, cluster: Cluster, suite_dir: Path, head_lines: dict) -> None:
         super().__init__(daemon=True)
-        self.cluster, self.suite_dir = cluster, suite_dir
-        self.victim: dict = {}  # key, run_dir, node, epochs_done
+        self.cluster, self.suite_dir, self.head_lines = cluster, suite_dir, head_lines
+        self.victim: dict = {}  # key, run_dir, node; epochs_done once the node is gone
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -174,21 +175,42 @@ class NodeLoss(threading.Thread):
         raise TimeoutError("no run was mid-run within the wait")
 
     def _a_mid_run_run(self) -> dict | None:
-        """A run with an epoch behind it and one ahead: its key, directory, node, epochs."""
+        """A run with an epoch behind it and two ahead: its key, directory and node.
+
+        Two ahead: the epoch that just left the lock may still be writing its records.
+        """
         for config_path in sorted(self.suite_dir.glob(f"*/{runs.CONFIG}")):
-            info = runs.read_run(config_path.parent)
+            try:
+                info = runs.read_run(config_path.parent)
+            except ArchbenchError:  # a run just starting: no result.json yet
+                continue
             done = epochs_done(info.path)
-            if info.status == "running" and 1 <= done < EPOCHS:
+            if info.status == "running" and 1 <= done <= EPOCHS - 2:
                 return {"key": info.config["suite_entry"], "run_dir": info.path,
-                        "node": info.config["ray_node"], "epochs_done": done}  # fmt: skip
+                        "node": info.config["ray_node"]}  # fmt: skip
         return None
 
     def _remove_its_node(self, deadline: float) -> None:
-        key, run_dir = self.victim["key"], self.victim["run_dir"]
-        node = next(n for n in self.cluster.worker_nodes if n.node_id == self.victim["node"]["id"])
+        key, run_dir, node_id = (
+            self.victim["key"],
+            self.victim["run_dir"],
+            self.victim["node"]["id"],
+        )
+        wait_for(lambda: shown_training_on(self.head_lines, key, node_id), deadline, "the head")
+        node = next(n for n in self.cluster.worker_nodes if n.node_id == node_id)
         self.cluster.remove_node(node, allow_graceful=False)  # as a crashed machine
         wait_for(lambda: loss_recorded(self.suite_dir, key), deadline, "the loss recorded")
         wait_for(lambda: released(run_dir), deadline, "the dead worker gone")
+        # What the dead worker left: the last checkpoint's epoch, which the retry resumes after.
+        self.victim["epochs_done"] = runs.load_checkpoint(run_dir / runs.LAST)["epoch"]
+
+
+def shown_training_on(head_lines: dict, key: str, node_id: str) -> bool:
+    """Whether the head's live view has shown the run training on that node."""
+    return any(
+        line.startswith("training epoch") and f"(node {node_id[:8]})" in line
+        for line in list(head_lines.get(key, []))
+    )
 
 
 def epochs_done(run_dir: Path) -> int:
@@ -220,8 +242,8 @@ def wait_for(condition, deadline: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def run_losing_a_node(cluster: Cluster, suite_dir: Path, entries, retries: int):
-    loss = NodeLoss(cluster, suite_dir)
+def run_losing_a_node(cluster: Cluster, suite_dir: Path, entries, retries: int, head_lines):
+    loss = NodeLoss(cluster, suite_dir, head_lines)
     loss.start()
     outcome = run_suite(entries, suite_dir, name="plan", backend="ray",
                         ray_address=cluster.address, retries=retries, profile_config=PROFILE,
@@ -233,17 +255,31 @@ def run_losing_a_node(cluster: Cluster, suite_dir: Path, entries, retries: int):
     return outcome, loss.victim
 
 
+@pytest.fixture
+def head_lines(monkeypatch) -> dict[str, list[str]]:
+    """Every line the head's live view showed, per run (recorded, then shown as usual)."""
+    shown: dict[str, list[str]] = {}
+    show = LiveProgress.set
+
+    def recording(self, key: str, line: str) -> None:
+        shown.setdefault(key, []).append(line)
+        show(self, key, line)
+
+    monkeypatch.setattr(LiveProgress, "set", recording)
+    return shown
+
+
 def two_runs(tmp_path: Path, data_dir: Path):
     _, entries = plan(file=write_plan(tmp_path / "plan.toml", data_dir, [TINY], seeds=(0, 1)))
     return entries
 
 
 def test_a_run_whose_node_is_lost_resumes_on_the_other_node(
-    two_workers, local_results, data_dir, tmp_path
+    two_workers, local_results, data_dir, tmp_path, head_lines
 ):
     survivors = worker_ids(two_workers)
-    outcome, victim = run_losing_a_node(two_workers, tmp_path / "suite", two_runs(tmp_path,
-                                        data_dir), retries=1)  # fmt: skip
+    entries = two_runs(tmp_path, data_dir)
+    outcome, victim = run_losing_a_node(two_workers, tmp_path / "suite", entries, 1, head_lines)
     survivors -= {victim["node"]["id"]}
     assert outcome.exit_code == 0
     entry = outcome.entries[victim["key"]]
@@ -260,19 +296,27 @@ def test_a_run_whose_node_is_lost_resumes_on_the_other_node(
     assert run_dir == victim["run_dir"]
     assert runs.read_run(run_dir).config["ray_node"] == resumed["node"]
     log = (run_dir / runs.LOG).read_text()
+    assert 1 <= victim["epochs_done"] < EPOCHS
     assert f"resuming {run_dir} after epoch {victim['epochs_done']}" in log
     # No epoch trained twice, none lost: the epochs and results of an uninterrupted run.
     assert [row["epoch"] for row in trained(run_dir)["epochs"]] == list(range(1, EPOCHS + 1))
     assert trained(run_dir) == local_results[victim["key"]]
     other = next(e for k, e in outcome.entries.items() if k != victim["key"])
     assert other.status == "complete" and other.attempts == 1
+    # The head showed where the run trained (the loss waited for it), never the dead node for
+    # the retry, and where the run ended.
+    lines = head_lines[victim["key"]]
+    lost_node, new_node = (f"(node {node['id'][:8]})" for node in (lost["node"], resumed["node"]))
+    assert any(line.startswith("training epoch") and lost_node in line for line in lines)
+    assert not any(line.startswith("retry 1:") and lost_node in line for line in lines)
+    assert lines[-1] == f"[green]done[/] on {resumed['node']['hostname']} {new_node}"
 
 
 def test_with_no_retries_a_lost_node_fails_its_run_and_a_rerun_resumes_it(
-    two_workers, local_results, data_dir, tmp_path
+    two_workers, local_results, data_dir, tmp_path, head_lines
 ):
     entries = two_runs(tmp_path, data_dir)
-    outcome, victim = run_losing_a_node(two_workers, tmp_path / "suite", entries, retries=0)
+    outcome, victim = run_losing_a_node(two_workers, tmp_path / "suite", entries, 0, head_lines)
     assert outcome.exit_code == 1 and outcome.report is not None
     entry = outcome.entries[victim["key"]]
     assert entry.status == "failed" and entry.attempts == 1

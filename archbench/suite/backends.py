@@ -13,7 +13,7 @@ from ..errors import ArchbenchError
 from ..profile import ProfileConfig
 from ..train import rundir
 from .cluster import check_request_fits, task_device
-from .job import RAY_NODE, entry_run_dir, entry_run_dirs, run_entry
+from .job import RAY_NODE, SUITE_ATTEMPT, entry_run_dir, entry_run_dirs, run_entry
 from .progress import LiveProgress, describe_node, record_result
 from .state import EntryState, SuiteState
 
@@ -209,10 +209,13 @@ def _ray_line(entry: EntryState, run_dir: Path | None) -> str:
     if run_dir is None:
         return f"{retry}starting on Ray"
     try:
-        node = describe_node(files.read_json(run_dir / rundir.CONFIG).get(RAY_NODE))
+        config = files.read_json(run_dir / rundir.CONFIG)
         result = files.read_json(run_dir / rundir.RESULT)
     except (OSError, ValueError):  # not written yet, or being replaced
         return f"{retry}starting on Ray"
+    if config.get(SUITE_ATTEMPT) != entry.attempts:  # an earlier attempt's run and node
+        return f"{retry}starting on Ray"
+    node = describe_node(config.get(RAY_NODE))
     if result.get("status") == "complete":
         return f"{retry}profiling {node}".rstrip()
     metrics = run_dir / rundir.METRICS

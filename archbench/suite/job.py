@@ -4,9 +4,10 @@ Every job on a node trains under :func:`archbench.measure.exclusive.computing` a
 :func:`archbench.measure.exclusive.measuring`, so on Ray, with several jobs per node, a profile
 never overlaps another job's training or profile; ``profile.json`` records when it held the node.
 
-Each run's ``config.json`` names its suite entry (``suite_entry``) and, on Ray, the node it
-trains on (``ray_node``): the head reads both to show where a run is and to find the run a lost
-node left behind, which the retry resumes from its last checkpoint.
+Each run's ``config.json`` names its suite entry and attempt (``suite_entry``,
+``suite_attempt``) and, on Ray, the node it trains on (``ray_node``): the head reads them to
+show where a run is and to find the run a lost node left behind, which the retry resumes from
+its last checkpoint.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..train.records import append_log
 from .plan import SuiteEntry
 
 SUITE_ENTRY = "suite_entry"  # config.json: the key of the suite entry a run belongs to
+SUITE_ATTEMPT = "suite_attempt"  # config.json: which of the entry's attempts (last) trained it
 RAY_NODE = "ray_node"  # config.json: {"id", "hostname"} of the Ray node it (last) trained on
 RESUMABLE = ("running", "interrupted")  # result.json of a run stopped or killed, not failed
 
@@ -55,7 +57,8 @@ def run_entry(
     attempt: dict = {"attempt": state.get("attempts", 0)}
     if ray_node is not None:
         attempt["node"] = ray_node
-    annotations = {SUITE_ENTRY: state["key"]} | ({RAY_NODE: ray_node} if ray_node else {})
+    annotations = {SUITE_ENTRY: state["key"], SUITE_ATTEMPT: attempt["attempt"]}
+    annotations |= {RAY_NODE: ray_node} if ray_node else {}
     run_dir: Path | None = None
     newest_before = entry_run_dir(suite, state["key"])
     try:
