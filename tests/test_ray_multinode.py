@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from archbench.cli import main
 from archbench.errors import ArchbenchError
@@ -242,12 +243,13 @@ def wait_for(condition, deadline: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def run_losing_a_node(cluster: Cluster, suite_dir: Path, entries, retries: int, head_lines):
+def run_losing_a_node(cluster: Cluster, suite_dir: Path, entries, retries: int, head_lines,
+                      console: Console | None = None):  # fmt: skip
     loss = NodeLoss(cluster, suite_dir, head_lines)
     loss.start()
     outcome = run_suite(entries, suite_dir, name="plan", backend="ray",
                         ray_address=cluster.address, retries=retries, profile_config=PROFILE,
-                        quiet=True)  # fmt: skip
+                        console=console, quiet=console is None)  # fmt: skip
     loss.join(WAIT_S)
     if loss.error is not None:
         raise loss.error
@@ -278,8 +280,9 @@ def test_a_run_whose_node_is_lost_resumes_on_the_other_node(
     two_workers, local_results, data_dir, tmp_path, head_lines
 ):
     survivors = worker_ids(two_workers)
-    entries = two_runs(tmp_path, data_dir)
-    outcome, victim = run_losing_a_node(two_workers, tmp_path / "suite", entries, 1, head_lines)
+    entries, screen = two_runs(tmp_path, data_dir), Console(record=True, width=250)
+    outcome, victim = run_losing_a_node(two_workers, tmp_path / "suite", entries, 1, head_lines,
+                                        screen)  # fmt: skip
     survivors -= {victim["node"]["id"]}
     assert outcome.exit_code == 0
     entry = outcome.entries[victim["key"]]
@@ -310,6 +313,7 @@ def test_a_run_whose_node_is_lost_resumes_on_the_other_node(
     assert any(line.startswith("training epoch") and lost_node in line for line in lines)
     assert not any(line.startswith("retry 1:") and lost_node in line for line in lines)
     assert lines[-1] == f"[green]done[/] on {resumed['node']['hostname']} {new_node}"
+    assert f"(retried after: {lost['reason']})" in screen.export_text()  # the summary says why
 
 
 def test_with_no_retries_a_lost_node_fails_its_run_and_a_rerun_resumes_it(
