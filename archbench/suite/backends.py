@@ -166,7 +166,8 @@ def lost_job(state: SuiteState, key: str, error: Exception, nodes: list[dict]) -
         reason = f"{which} was lost while running it ({kind})"
     else:
         first_line = (str(error).strip().splitlines() or [""])[0]
-        reason = f"Ray task failed {describe_node(node)}: {kind}: {first_line}".replace("  ", " ")
+        where = f" {describe_node(node)}" if node else ""
+        reason = f"Ray task failed{where}: {kind}: {first_line}"
     attempt = {"attempt": entry.attempts, "status": "failed", "reason": reason}
     attempt |= {"node": node} if node else {}
     return asdict(entry) | {

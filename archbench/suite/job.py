@@ -115,7 +115,10 @@ def _keep_traceback(run_dir: Path | None, reason: str, trace: str) -> dict:
     """
     if run_dir is None or not (run_dir / rundir.LOG).is_file():
         return {"traceback": trace}
-    result = files.read_json(run_dir / rundir.RESULT) if (run_dir / rundir.RESULT).is_file() else {}
+    try:
+        result = files.read_json(run_dir / rundir.RESULT)
+    except (OSError, ValueError):  # none, or damaged: log the traceback here
+        result = {}
     if not (result.get("status") == "failed" and result.get("error") == reason):
         append_log(run_dir / rundir.LOG, f"suite job failed: {reason}\n{trace}")
     return {}
