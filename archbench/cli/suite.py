@@ -39,7 +39,11 @@ def add_parser(commands) -> None:
     parser.add_argument("--data-dir", help="where datasets live (as for run)")
     parser.add_argument("--runs-dir", help="the suite directory (default runs/suite-<name>)")
     parser.add_argument(
-        "--retries", type=int, default=1, help="retries of a failed run (default 1)"
+        "--retries",
+        type=int,
+        default=1,
+        help="retries of a failed run (default 1); on Ray, a run lost with its node is "
+        "retried from its last checkpoint on another node",
     )
     parser.add_argument("--backend", choices=BACKENDS, default="local", help="default local")
     parser.add_argument(

@@ -41,20 +41,29 @@ class LiveProgress:
             self.console.print()
 
 
+def describe_node(node: dict | None) -> str:
+    """``on HOST (node 1a2b3c4d)``: enough to tell nodes apart, also on one host."""
+    return f"on {node.get('hostname', '?')} (node {str(node.get('id', '?'))[:8]})" if node else ""
+
+
 def describe_entry(entry: EntryState) -> str:
     if entry.status == "complete":
-        return "[green]done[/]"
+        return f"[green]done[/] {describe_node(entry.node)}".rstrip()
     if entry.status == "failed":
-        return f"[red]failed[/] after {entry.attempts} attempt(s): {entry.error}"
+        where = f" {describe_node(entry.node)}" if entry.node else ""
+        return f"[red]failed[/] after {entry.attempts} attempt(s){where}: {entry.error}"
     if entry.status == "interrupted":
         return "interrupted (will resume)"
     return "queued"
 
 
 def record_result(state: SuiteState, progress: LiveProgress, result: dict) -> EntryState:
+    """A job's outcome into ``suite.json``, its attempt into the entry's ``attempt_log``."""
     entry = state.entries[result["key"]]
     for name in ("status", "run_dir", "error"):
         setattr(entry, name, result.get(name))
+    if result.get("attempt") and entry.status != "interrupted":  # a stop is not an attempt
+        entry.attempt_log.append(result["attempt"])
     state.save()
     progress.set(entry.key, describe_entry(entry))
     return entry

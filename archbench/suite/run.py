@@ -125,6 +125,9 @@ def _print_summary(outcome: SuiteOutcome, console: Console) -> None:
         table.add_column(column, overflow="fold")
     for entry in outcome.entries.values():
         detail = entry.error if entry.status == "failed" else (entry.run_dir or "")
+        failures = [a["reason"] for a in entry.attempt_log if a.get("status") == "failed"]
+        if entry.status == "complete" and failures:  # a lost node, say: why it took more tries
+            detail = f"{detail} (retried after: {failures[-1]})"
         table.add_row(entry.key, describe_entry(entry), str(entry.attempts), detail or "")
     console.print(table)
     if outcome.interrupted:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import files
@@ -26,6 +26,14 @@ class EntryState:
     run_dir: str | None = None
     attempts: int = 0
     error: str | None = None
+    # One record per finished attempt: its number, status, reason if it failed, and on Ray the
+    # node it ran on ({"id", "hostname"}): why a run was retried, and where.
+    attempt_log: list[dict] = field(default_factory=list)
+
+    @property
+    def node(self) -> dict | None:
+        """The Ray node of the latest attempt that reported one (None for local runs)."""
+        return next((a["node"] for a in reversed(self.attempt_log) if a.get("node")), None)
 
 
 class SuiteState:

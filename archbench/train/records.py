@@ -49,11 +49,20 @@ class RunLog:
         self.path, self.console, self.quiet = path, console, quiet
 
     def __call__(self, message: str) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.path, "a", encoding="utf-8") as stream:
-            stream.write(f"{stamp} {message}\n")
+        self.record(message)
         if not self.quiet:
             self.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    def record(self, message: str) -> None:
+        """Into ``train.log`` only: what is kept for later but not shown (a traceback)."""
+        append_log(self.path, message)
+
+
+def append_log(path: Path, message: str) -> None:
+    """One time-stamped entry at the end of a ``train.log`` (several lines are one entry)."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(f"{stamp} {message}\n")
 
 
 def write_metrics(path: Path, history: list[dict], task: str = "classification") -> None:

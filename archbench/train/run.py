@@ -6,6 +6,8 @@ checked before the run directory is created, and every file in it is written ato
 
 from __future__ import annotations
 
+import json
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,18 +119,24 @@ def train_run(
     on_epoch_end: Callable[[dict], None] | None = None,
     group: str | None = None,
     name: str | None = None,
+    annotations: dict | None = None,
 ) -> RunOutcome:
     """Train a new run (or resume one) and leave a complete run directory behind.
 
     ``group`` (saved in ``config.json``) ties runs that differ only in seed together for reports;
-    ``name`` is the run directory's name (default ``<timestamp>-<arch>-<dataset>``). Order
+    ``name`` is the run directory's name (default ``<timestamp>-<arch>-<dataset>``);
+    ``annotations`` are top-level ``config.json`` fields a caller adds to say where the run
+    trains (a suite's entry key, a Ray node): a resume overwrites them, and ``train.log`` keeps
+    each attempt's. Order
     matters for "nothing half-written": the configuration, dataset and architecture are all
     checked before the run directory is created. The run directory is held
     (:class:`~archbench.locks.DirectoryLock`) while training: resuming a run another process is
     still training is refused with one line naming that process.
     """
     with torch_threads(None):  # --threads (set in _prepare) is this run's, not the caller's
-        return _train_run(config, console, quiet, resume, on_epoch_end, group, name)
+        return _train_run(
+            config, console, quiet, resume, on_epoch_end, group, name, annotations or {}
+        )
 
 
 def _train_run(
@@ -139,6 +147,7 @@ def _train_run(
     on_epoch_end: Callable[[dict], None] | None,
     group: str | None,
     name: str | None,
+    annotations: dict,
 ) -> RunOutcome:
     console = console or Console()
     if resume is not None:
@@ -148,7 +157,11 @@ def _train_run(
             run_dir, config = _resume_target(run_dir)
             recorded = rundir.read_run(run_dir).config
             prepared = _prepare(config, recorded)
-            return _train(prepared, run_dir, console, quiet, on_epoch_end, resumed=True)
+            if annotations:
+                files.write_json(run_dir / rundir.CONFIG, recorded | annotations)
+            return _train(
+                prepared, run_dir, console, quiet, on_epoch_end, annotations, resumed=True
+            )
     config.validate()
     rundir.ensure_writable(Path(config.runs_dir))
     prepared = _prepare(config, None)
@@ -163,6 +176,7 @@ def _train_run(
             {
                 "train": asdict(config),
                 **grouping,
+                **annotations,
                 "data": prepared.sizes,
                 **prepared.labels_record,
                 "loss": loss,
@@ -170,7 +184,7 @@ def _train_run(
                 "system": describe_system(),
             },
         )
-        return _train(prepared, run_dir, console, quiet, on_epoch_end, resumed=False)
+        return _train(prepared, run_dir, console, quiet, on_epoch_end, annotations, resumed=False)
 
 
 def _prepare(config: TrainConfig, recorded: dict | None) -> Prepared:
@@ -212,6 +226,7 @@ def _train(
     console: Console,
     quiet: bool,
     on_epoch_end: Callable[[dict], None] | None,
+    annotations: dict,
     *,
     resumed: bool,
 ) -> RunOutcome:
@@ -237,6 +252,8 @@ def _train(
             f"training {config.arch} on {data.name} ({sizes['train']} train, {sizes['val']} val, "
             f"{sizes['test']} test images) on {config.device} -> {run_dir}"
         )
+    if annotations:
+        log(f"annotations: {json.dumps(annotations, sort_keys=True)}")
     files.write_json(run_dir / rundir.RESULT, trainer.final_result("running"))
 
     stop = StopRequest()
@@ -249,6 +266,7 @@ def _train(
         result = trainer.final_result("failed") | {"error": f"{type(error).__name__}: {error}"}
         files.write_json(run_dir / rundir.RESULT, result)
         log(f"failed: {result['error']}")
+        log.record(traceback.format_exc().rstrip())  # kept for the record, never printed
         raise
     result = trainer.final_result(status)
     if status == "interrupted":
