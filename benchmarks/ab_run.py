@@ -88,12 +88,16 @@ def worktree(repo: Path, sha: str, label: str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _no_interrupts() -> Iterator[None]:
-    """Cleanup that a second Ctrl-C must not cut short."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Cleanup that Ctrl-C must not cut short: a Ctrl-C meanwhile is held, then raised once the
+    cleanup is done (ignoring it lost it: the command then ran to the end and exited 0)."""
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
 
 
 class Worker:

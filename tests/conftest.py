@@ -16,6 +16,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,45 @@ def _torch_threads_restored():
     if after != before:
         torch.set_num_threads(before)
         warnings.warn(f"the test left torch on {after} threads (was {before})", stacklevel=1)
+
+
+# ------------------------------------------------------------------ one trained run for many tests
+
+TINY_NET = f"{Path(__file__).with_name('tiny_digits_net.py')}:build"
+"""``--arch`` for the tiny CNN: where the network is not what a test is about."""
+
+PROFILE_FAST = ["--backends", "cpu", "--samples", "30", "--warmup", "2", "--batch-sizes", "1,8",
+                "--calibration-samples", "64"]  # fmt: skip
+"""Profile flags that keep every figure but time few samples: tests assert no timings."""
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    run_dir: Path
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> TrainedRun:
+    """One real ``archbench run``: squeezenet_dsc, one epoch on digits, profiled on every CPU
+    backend with ``PROFILE_FAST``. Shared by every test that needs *a* trained, profiled study
+    network (profile, serve, report, compare, features, retrieval): read it, never change it;
+    ``copy_run`` it first to change anything."""
+    from archbench.cli import main
+
+    tmp = tmp_path_factory.mktemp("digits-run")
+    code = main(
+        ["run", "--arch", "squeezenet_dsc", "--dataset", "digits", "--max-epochs", "1",
+         "--runs-dir", str(tmp / "runs"), "--data-dir", str(tmp / "data"), "--quiet",
+         *PROFILE_FAST]
+    )  # fmt: skip
+    assert code == 0
+    (run_dir,) = (tmp / "runs").iterdir()
+    return TrainedRun(run_dir=run_dir, data_dir=tmp / "data")
+
+
+def copy_run(run: TrainedRun, folder: Path) -> Path:
+    """A private copy of a shared run directory, under ``folder``, for a test that changes it."""
+    target = folder / run.run_dir.name
+    shutil.copytree(run.run_dir, target)
+    return target

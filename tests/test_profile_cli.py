@@ -11,22 +11,16 @@ import torch
 
 from archbench.cli import main
 from archbench.train import rundir as runs
+from tests.conftest import PROFILE_FAST, copy_run
 
-FAST = ["--samples", "30", "--warmup", "2", "--batch-sizes", "1,8", "--calibration-samples", "64"]
+FAST = PROFILE_FAST[2:]  # the shared run's profile flags, without its backends
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """One real training epoch on digits, profiled by `archbench run` itself."""
-    tmp = tmp_path_factory.mktemp("profiled")
-    code = main(
-        ["run", "--arch", "squeezenet_dsc", "--dataset", "digits", "--max-epochs", "1",
-         "--runs-dir", str(tmp / "runs"), "--data-dir", str(tmp / "data"), "--quiet",
-         "--backends", "cpu", *FAST]
-    )  # fmt: skip
-    assert code == 0
-    (run,) = (tmp / "runs").iterdir()
-    return run
+def run_dir(digits_run, tmp_path_factory) -> Path:
+    """The session's one-epoch digits run, profiled by `archbench run` itself: a private copy,
+    since a test here profiles it again."""
+    return copy_run(digits_run, tmp_path_factory.mktemp("profiled"))
 
 
 def read_profile(folder: Path) -> dict:
@@ -96,7 +90,7 @@ def test_untrained_arch_profile_skips_cuda_with_a_reason(tmp_path, capsys):
         assert "cuda-eager skipped" in capsys.readouterr().out
 
 
-def _copy_run(run_dir: Path, tmp_path: Path) -> Path:
+def _copy_path(run_dir: Path, tmp_path: Path) -> Path:
     copy = tmp_path / run_dir.name
     shutil.copytree(run_dir, copy)
     return copy
@@ -116,13 +110,13 @@ def _expect_error(capsys, argv: list[str], message: str) -> None:
 
 
 def test_run_without_checkpoint(run_dir, tmp_path, capsys):
-    run = _copy_run(run_dir, tmp_path)
+    run = _copy_path(run_dir, tmp_path)
     (run / runs.BEST).unlink()
     _expect_error(capsys, ["profile", str(run)], "has no best.pt")
 
 
 def test_checkpoint_for_another_arch_or_class_count(run_dir, tmp_path, capsys):
-    run = _copy_run(run_dir, tmp_path)
+    run = _copy_path(run_dir, tmp_path)
     _rewrite_best(run, arch="mobilenet")
     _expect_error(capsys, ["profile", str(run)], "arch='mobilenet', expected 'squeezenet_dsc'")
     _rewrite_best(run, arch="squeezenet_dsc", num_classes=100)
@@ -132,7 +126,7 @@ def test_checkpoint_for_another_arch_or_class_count(run_dir, tmp_path, capsys):
 def test_checkpoint_whose_weights_do_not_fit(run_dir, tmp_path, capsys):
     from architectures import create_arch
 
-    run = _copy_run(run_dir, tmp_path)
+    run = _copy_path(run_dir, tmp_path)
     _rewrite_best(run, model=create_arch("squeezenet", num_classes=10).state_dict())
     _expect_error(capsys, ["profile", str(run)], "does not fit squeezenet_dsc with 10 classes")
 

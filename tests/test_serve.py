@@ -34,6 +34,7 @@ from archbench.data.imagefolder import decode_images  # noqa: E402
 from archbench.serve.bench import _encode_png, serve_bench_table  # noqa: E402
 from archbench.train.rundir import BEST, load_checkpoint  # noqa: E402
 from architectures import create_arch  # noqa: E402
+from tests.conftest import copy_run  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 180
@@ -41,16 +42,14 @@ TIE = 1e-4  # as the ONNX parity check: a disagreement within this logit margin 
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict:
-    """A one-epoch squeezenet_dsc digits run, its test images and its offline predictions."""
+def trained(digits_run, tmp_path_factory) -> dict:
+    """The session's one-epoch squeezenet_dsc digits run (a private copy without its ONNX
+    file, so the first serve exports it), its test images and its offline predictions."""
     tmp = tmp_path_factory.mktemp("serve")
-    data_dir = tmp / "data"
-    code = main(
-        ["run", "--arch", "squeezenet_dsc", "--dataset", "digits", "--max-epochs", "1",
-         "--runs-dir", str(tmp / "runs"), "--data-dir", str(data_dir), "--no-profile", "--quiet"]
-    )  # fmt: skip
-    assert code == 0
-    (run_dir,) = (tmp / "runs").iterdir()
+    data_dir = digits_run.data_dir
+    run_dir = copy_run(digits_run, tmp / "runs")
+    for onnx_file in run_dir.glob("*.onnx"):
+        onnx_file.unlink()
     best = load_checkpoint(run_dir / BEST)
     model = create_arch(best["arch"], num_classes=best["num_classes"])
     model.load_state_dict(best["model"])
