@@ -20,6 +20,7 @@ from archbench.measure import exclusive
 from archbench.profile import ProfileConfig
 from archbench.suite import SUITE_FILE, parse_set, plan, run_suite
 from archbench.train import rundir as runs
+from tests.conftest import TINY_NET
 
 FAST = ["--samples", "20", "--warmup", "2", "--batch-sizes", "1", "--no-cold-start",
         "--backends", "cpu-eager,cpu-onnxruntime"]  # fmt: skip
@@ -88,7 +89,10 @@ def test_a_second_suite_on_a_live_directory_is_refused_and_a_damaged_profile_exp
 ):
     """Two real `archbench suite` processes on one directory, then a truncated profile.json."""
     suite_dir, data_dir = tmp_path / "suite", tmp_path / "data"
-    command = suite_command(suite_dir, data_dir, archs="squeezenet_dsc")
+    suite_file = tmp_path / "tiny.toml"  # the suite's mechanics, not a network, are tested here
+    suite_file.write_text(f'archs = ["{TINY_NET}"]\ndatasets = ["digits"]\n[set]\nmax_epochs = 1\n')
+    command = [sys.executable, "-m", "archbench", "suite", "--file", str(suite_file), "--quiet",
+               "--runs-dir", str(suite_dir), "--data-dir", str(data_dir), *FAST]  # fmt: skip
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and read_holder(suite_dir) is None:
@@ -101,7 +105,7 @@ def test_a_second_suite_on_a_live_directory_is_refused_and_a_damaged_profile_exp
     assert first.returncode == 0, err
 
     state = json.loads((suite_dir / SUITE_FILE).read_text())["entries"]
-    run_dir = Path(state["squeezenet_dsc-digits"]["run_dir"])
+    run_dir = Path(state["build-digits"]["run_dir"])
     profile = run_dir / runs.PROFILE
     profile.write_text(profile.read_text()[:100])  # a copy cut short
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -111,7 +115,7 @@ def test_a_second_suite_on_a_live_directory_is_refused_and_a_damaged_profile_exp
     again = subprocess.run([*command, "--reprofile"], capture_output=True, text=True,
                            timeout=600)  # fmt: skip
     assert again.returncode == 0, again.stderr
-    assert json.loads(profile.read_text())["arch"] == "squeezenet_dsc"
+    assert json.loads(profile.read_text())["arch"] == TINY_NET
 
 
 def test_a_damaged_suite_file_is_one_line(tmp_path, capsys):
@@ -127,19 +131,19 @@ def test_a_damaged_suite_file_is_one_line(tmp_path, capsys):
 def test_failing_run_is_retried_then_reported_with_its_reason(tmp_path):
     suite_file = tmp_path / "grid.toml"
     suite_file.write_text(
-        'archs = ["squeezenet_dsc"]\ndatasets = ["digits"]\n'
+        f'archs = ["{TINY_NET}"]\ndatasets = ["digits"]\n'
         f'[set]\nmax_epochs = 1\ndata_dir = "{tmp_path / "data"}"\n'
         '[[runs]]\narch = "squeezenet"\ndataset = "digits"\nset = { lr = -1.0 }\n'
     )
     name, entries = plan(file=suite_file)
     outcome = run_suite(entries, tmp_path / "suite", name=name, retries=1,
                         profile_config=FAST_PROFILE, quiet=True)  # fmt: skip
-    good, bad = outcome.entries["squeezenet_dsc-digits"], outcome.entries["squeezenet-digits"]
+    good, bad = outcome.entries["build-digits"], outcome.entries["squeezenet-digits"]
     assert good.status == "complete" and good.attempts == 1
     assert bad.status == "failed" and bad.attempts == 2
     assert "--lr must be positive" in bad.error
     assert outcome.exit_code == 1 and outcome.report is not None
-    assert "| squeezenet_dsc " in outcome.report.read_text()
+    assert f"| {TINY_NET} " in outcome.report.read_text()
 
 
 def test_ray_backend_runs_the_same_suite_and_profiles_alone(tmp_path):
