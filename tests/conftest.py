@@ -158,3 +158,26 @@ def copy_run(run: TrainedRun, folder: Path) -> Path:
     target = folder / run.run_dir.name
     shutil.copytree(run.run_dir, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def cifar_mini_run(tmp_path_factory, cifar10_mini) -> TrainedRun:
+    """squeezenet_dsc trained by ``archbench run`` for one epoch on the real CIFAR-10 mini JPEGs
+    (2,000 train and validation, 1,000 test), profiled on both fp32 CPU backends without cold
+    start. Shared, read-only, by the real-JPEG profile test and the transfer tests' backbone.
+
+    One epoch teaches it little about CIFAR, but its features already find digits of one class
+    well above chance, which a freshly initialized network's do not (its eval-mode BatchNorm
+    leaves features that barely vary between images)."""
+    from archbench.cli import main
+
+    tmp = tmp_path_factory.mktemp("cifar-mini-run")
+    code = main(
+        ["run", "--arch", "squeezenet_dsc", "--dataset", f"imagefolder:{cifar10_mini}",
+         "--max-epochs", "1", "--threads", "2", "--runs-dir", str(tmp / "runs"),
+         "--data-dir", str(tmp / "data"), "--quiet", "--backends", "cpu-eager,cpu-onnxruntime",
+         "--no-cold-start", *PROFILE_FAST[2:]]
+    )  # fmt: skip
+    assert code == 0
+    (run_dir,) = (tmp / "runs").iterdir()
+    return TrainedRun(run_dir=run_dir, data_dir=tmp / "data")

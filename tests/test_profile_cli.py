@@ -148,16 +148,9 @@ def test_bad_profile_input(tmp_path, capsys, argv, message):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.json"))
 
 
-def test_run_on_the_real_cifar10_jpegs(cifar10_mini, tmp_path):
+def test_run_on_the_real_cifar10_jpegs(cifar_mini_run):
     """`archbench run --dataset imagefolder:<cifar10-jpg-mini>`: trains, evaluates, profiles."""
-    runs_dir = tmp_path / "runs"
-    code = main(
-        ["run", "--arch", "squeezenet_dsc", "--dataset", f"imagefolder:{cifar10_mini}",
-         "--max-epochs", "1", "--runs-dir", str(runs_dir), "--data-dir", str(tmp_path / "data"),
-         "--quiet", "--backends", "cpu-eager,cpu-onnxruntime", "--no-cold-start", *FAST]
-    )  # fmt: skip
-    assert code == 0
-    (run,) = runs_dir.iterdir()
+    run = cifar_mini_run.run_dir
     assert run.name.endswith("-squeezenet_dsc-imagefolder-cifar10-jpg-mini")
     config = json.loads((run / runs.CONFIG).read_text())
     assert config["train"]["augment"] == "crop-flip"

@@ -50,22 +50,9 @@ def archbench_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def backbone_run(tmp_path_factory, cifar10_mini) -> Path:
-    """squeezenet_dsc trained by archbench for 1 epoch on the 2,700 CIFAR-10 mini JPEGs.
-
-    One epoch teaches it little about CIFAR, but its features already find digits of one class
-    well above chance, which a freshly initialized network's do not (its eval-mode BatchNorm
-    leaves features that barely vary between images).
-    """
-    root = tmp_path_factory.mktemp("backbone")
-    done = archbench_cli(
-        "run", "--arch", "squeezenet_dsc", "--dataset", f"imagefolder:{cifar10_mini}",
-        "--max-epochs", "1", "--no-profile", "--quiet", "--threads", "2",
-        "--runs-dir", str(root / "runs"), "--data-dir", str(root / "data"), cwd=root,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    (run_dir,) = (root / "runs").iterdir()
-    return run_dir
+def backbone_run(cifar_mini_run) -> Path:
+    """squeezenet_dsc trained by archbench for 1 epoch on the CIFAR-10 mini JPEGs (shared)."""
+    return cifar_mini_run.run_dir
 
 
 @pytest.fixture(scope="module")
