@@ -100,6 +100,21 @@ def profile_run(
     return profile
 
 
+def untrained_network(
+    arch: str, *, num_classes: int, dataset: str, input_size: int | None = None
+) -> tuple[torch.nn.Module, tuple[int, int, int]]:
+    """The freshly initialized (seed 0) network ``profile --arch`` measures, and its input shape."""
+    if num_classes < 1:
+        raise ArchbenchError(f"--num-classes must be positive, got {num_classes}")
+    if input_size is not None and input_size < 1:
+        raise ArchbenchError(f"--input-size must be positive, got {input_size}")
+    shape = arch_info(arch).input_shape(dataset_shape(dataset), input_size)
+    torch.manual_seed(0)
+    model = create_arch(arch, num_classes=num_classes, in_channels=shape[0])
+    check_output(model, arch, shape, num_classes)
+    return model, shape
+
+
 def profile_untrained(
     arch: str,
     *,
@@ -123,14 +138,9 @@ def profile_untrained(
     from rich.console import Console
 
     console = console or Console()
-    if num_classes < 1:
-        raise ArchbenchError(f"--num-classes must be positive, got {num_classes}")
-    if input_size is not None and input_size < 1:
-        raise ArchbenchError(f"--input-size must be positive, got {input_size}")
-    shape = arch_info(arch).input_shape(dataset_shape(dataset), input_size)
-    torch.manual_seed(0)
-    model = create_arch(arch, num_classes=num_classes, in_channels=shape[0])
-    check_output(model, arch, shape, num_classes)
+    model, shape = untrained_network(
+        arch, num_classes=num_classes, dataset=dataset, input_size=input_size
+    )
     images, _, _, calibration = _test_images(
         DataConfig(dataset=dataset, data_dir=data_dir, download=False, input_shape=shape),
         None,
