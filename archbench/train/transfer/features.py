@@ -182,7 +182,7 @@ def cached_features(
                 copy=copy,
                 seed=key.seed,
                 channels_last=channels_last,
-            ),  # fmt: skip
+            ),
             key,
             images=len(split) * key.copies,
         )
