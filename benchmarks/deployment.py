@@ -6,12 +6,17 @@ roofline bounds, and -- for trained runs given with ``--runs`` -- top-1 of fp32 
 run's whole test split. Every ratio is measured in the same process, interleaved per network.
 
     python benchmarks/deployment.py --samples 300                    # the five, untrained
+    python benchmarks/deployment.py --archs '*' --samples 3 --calibration 8   # every network
     python benchmarks/deployment.py --runs runs/A runs/B --samples 300
+
+Untrained networks are timed on the digits test images fitted to each network's own input
+shape (``benchmarks/inputs.py``), as ``archbench profile --arch`` feeds them.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import sys
@@ -21,6 +26,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import inputs  # noqa: E402  (benchmarks/inputs.py: every script's input shapes)
 
 from archbench.data import DataConfig, load_data, normalize  # noqa: E402
 from archbench.measure.complexity import count_macs  # noqa: E402
@@ -32,25 +40,32 @@ from archbench.measure.onnxrt import create_session  # noqa: E402
 from archbench.measure.quantize import calibration_subset, quantize_int8  # noqa: E402
 from archbench.measure.roofline import cached_peak, min_bytes_moved, roofline  # noqa: E402
 from archbench.train.rundir import load_checkpoint, read_run  # noqa: E402
-from architectures import create_arch  # noqa: E402
+from architectures import create_arch, list_archs  # noqa: E402
 
 FIVE = ("squeezenet_dsc", "squeezenet", "mobilenet", "alexnet", "vgg19")
 
 
 def _targets(args):
-    """(label, model, dataset name, mean, std, trained) for each network to measure."""
+    """(label, model, data config, mean, std, trained) for each network to measure."""
     if not args.runs:
-        for arch in FIVE:
+        names = [n for n in list_archs() if fnmatch.fnmatch(n, args.archs)] if args.archs else FIVE
+        for arch in names:
+            shape = inputs.input_shape(arch)
             torch.manual_seed(0)
-            yield arch, create_arch(arch, num_classes=10), "digits", None, None, False
+            model = create_arch(arch, num_classes=10, in_channels=shape[0])
+            data = DataConfig(dataset="digits", download=False, input_shape=shape)
+            yield arch, model, data, None, None, False
         return
     for run_dir in args.runs:
         info = read_run(Path(run_dir))
         best = load_checkpoint(info.path / "best.pt")
-        model = create_arch(best["arch"], num_classes=best["num_classes"])
+        train = info.config["train"]
+        shape = tuple(train.get("input_shape") or (3, 32, 32))  # older runs: the study's shape
+        model = create_arch(best["arch"], num_classes=best["num_classes"], in_channels=shape[0])
         model.load_state_dict(best["model"])
-        label = f"{best['arch']} ({info.config['train']['dataset'].split('/')[-1]})"
-        yield label, model, info.config["train"]["dataset"], best["mean"], best["std"], True
+        label = f"{best['arch']} ({train['dataset'].split('/')[-1]})"
+        data = DataConfig(dataset=train["dataset"], download=False, input_shape=shape)
+        yield label, model, data, best["mean"], best["std"], True
 
 
 def _logits(path: Path, images: torch.Tensor, threads: int) -> torch.Tensor:
@@ -65,22 +80,29 @@ def _logits(path: Path, images: torch.Tensor, threads: int) -> torch.Tensor:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="*", help="trained run directories (default: untrained)")
+    parser.add_argument(
+        "--archs", help="untrained networks matching this pattern (default: the study's five)"
+    )
     parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument(
+        "--calibration", type=int, default=256, help="int8 calibration images (default 256)"
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     peak = cached_peak(None, "cpu", args.threads)
     rows = []
-    for label, model, dataset, mean, std, trained in _targets(args):
-        data = load_data(DataConfig(dataset=dataset, download=False))
+    for label, model, data_config, mean, std, trained in _targets(args):
+        data = load_data(data_config)
         mean, std = mean or data.mean, std or data.std
         test = normalize(data.test.images, mean, std)
         train = normalize(data.train.images, mean, std)
         model.eval()
         with tempfile.TemporaryDirectory() as work:
             fp32_path, int8_path = Path(work) / "fp32.onnx", Path(work) / "int8.onnx"
-            assert export_onnx(model, fp32_path).ok
-            int8 = quantize_int8(fp32_path, int8_path, calibration_subset(train, 256))
+            shape = (1, *test.shape[1:])  # the network's own input shape
+            assert export_onnx(model, fp32_path, input_shape=shape).ok
+            int8 = quantize_int8(fp32_path, int8_path, calibration_subset(train, args.calibration))
             assert int8.ok, int8.error
             p50 = {}
             for name, kwargs in (
@@ -106,9 +128,9 @@ def main() -> int:
                     fp32_size_bytes=os.path.getsize(fp32_path),
                 )
             size_ratio = int8.size_bytes / os.path.getsize(fp32_path)
-        macs = count_macs(model)
-        aggregate = roofline(macs, 1.0, peak, min_bytes_moved(model, (1, 3, 32, 32), 10))
-        layerwise = layerwise_bound_ms(layer_costs(model, total_macs=macs), peak)
+        macs = count_macs(model, shape)
+        aggregate = roofline(macs, 1.0, peak, min_bytes_moved(model, shape, 10))
+        layerwise = layerwise_bound_ms(layer_costs(model, input_shape=shape, total_macs=macs), peak)
         best = min(p50["cpu-eager"], p50["cpu-onnxruntime"])
         row = {
             "network": label,

@@ -8,8 +8,9 @@ cannot drift apart.
 Self-contained on purpose: the A/B worker imports this file from the working tree but the
 networks from an older revision, whose internal modules may have moved. So it relies only on
 the most stable API — ``architectures.create_arch(name, num_classes=10)`` and
-``architectures.list_archs()`` — plus torch and onnxruntime directly. torch is imported only
-where a case is built, so the driver that merely names and selects cases stays light.
+``architectures.list_archs()`` — plus torch, onnxruntime and ``inputs.py`` beside this file.
+torch is imported only where a case is built, so the driver that merely names and selects cases
+stays light.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+
+try:
+    from . import inputs  # imported as benchmarks.latency_cases (the tests)
+except ImportError:
+    import inputs  # imported from benchmarks/ (the scripts and the A/B worker)
 
 BACKENDS = ("cpu-eager", "cpu-onnxruntime")
 INPUT_SHAPE = (1, 3, 32, 32)
@@ -63,20 +69,10 @@ def make_input() -> torch.Tensor:
 
 
 def _native_input(arch: str, image: torch.Tensor) -> torch.Tensor:
-    """``image``, or a seeded one of the network's registered input size when that differs.
-
-    Older revisions have no ``arch_info``/``input_size``: every network there takes 3x32x32.
-    """
-    import torch
-
-    import architectures
-
-    info = getattr(architectures, "arch_info", None)
-    size = tuple(getattr(info(arch), "input_size", INPUT_SHAPE[1:])) if info else INPUT_SHAPE[1:]
-    if tuple(image.shape[1:]) == size:
+    """``image``, or a seeded one of the network's input shape when that differs."""
+    if tuple(image.shape[1:]) == inputs.input_shape(arch):
         return image
-    generator = torch.Generator().manual_seed(INPUT_SEED)
-    return torch.randn((1, *size), generator=generator)
+    return inputs.seeded_input(arch, seed=INPUT_SEED)
 
 
 def _export(model: torch.nn.Module, path: Path, shape: tuple[int, ...]) -> None:

@@ -9,9 +9,10 @@ the coefficient of variation (CV) of the profiler's p50 over the repeats says ho
 
     python benchmarks/latency_fidelity.py --samples 300 --repeats 5 --threads 2
 
-The input is one normalized CIFAR-10 test image when ``--images DIR`` points at an ImageFolder
-test split (e.g. the extracted ``cifar10-jpg-mini/test``), else a fixed-seed standard-normal
-tensor; latency of these networks does not depend on pixel values.
+The input is one CIFAR-10 test image when ``--images DIR`` points at an ImageFolder test split
+(e.g. the extracted ``cifar10-jpg-mini/test``), else a fixed-seed standard-normal tensor, in
+each network's own input shape (``benchmarks/inputs.py``); latency of these networks does not
+depend on pixel values.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from pathlib import Path
 import torch
 import torch.utils.benchmark as benchmark
 
-from archbench.data import CIFAR_MEAN, CIFAR_STD
 from archbench.measure.latency import measure_latency
 from archbench.measure.sysinfo import describe_system
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import inputs  # noqa: E402  (benchmarks/inputs.py: every script's inputs)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,22 +60,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def batch1_input(images: Path | None) -> tuple[torch.Tensor, str]:
-    if images is not None:
-        import numpy as np
-        from PIL import Image
+def first_image(images: Path | None) -> tuple[torch.Tensor | None, str]:
+    """The first ImageFolder JPEG as a uint8 ``(1, 3, H, W)`` batch (None: seeded noise)."""
+    if images is None:
+        return None, "standard normal (seed 0)"
+    import numpy as np
+    from PIL import Image
 
-        path = next(iter(sorted(images.glob("*/*.jpg"))), None)
-        if path is None:
-            raise SystemExit(f"no */*.jpg under {images}")
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        x = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0)
-        mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
-        return ((x - mean) / std).contiguous(), str(path)
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn(1, 3, 32, 32, generator=generator), "standard normal (seed 0)"
+    path = next(iter(sorted(images.glob("*/*.jpg"))), None)
+    if path is None:
+        raise SystemExit(f"no */*.jpg under {images}")
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).unsqueeze(0), str(path)
+
+
+def batch1_input(arch: str, image: torch.Tensor | None) -> torch.Tensor:
+    """One input in ``arch``'s own shape: the image fitted to it, or seeded noise."""
+    return inputs.seeded_input(arch) if image is None else inputs.image_input(arch, image)
 
 
 def timer_median_ms(model, x, threads: int, min_run_time: float) -> float:
@@ -94,8 +99,7 @@ def main(argv=None) -> int:
     if not names:
         print(f"no architecture matches {args.archs!r}", file=sys.stderr)
         return 2
-    x, source = batch1_input(args.images)
-    samples = x.repeat(args.samples, 1, 1, 1)  # the profiler times the very same input
+    image, source = first_image(args.images)
     system = describe_system(args.threads)
     print(
         f"{system['cpu_model']} | {args.threads} threads | torch {system['versions']['torch']}"
@@ -110,7 +114,9 @@ def main(argv=None) -> int:
     rows = []
     for name in names:
         torch.manual_seed(0)
-        model = create_arch(name, num_classes=args.num_classes).eval()
+        x = batch1_input(name, image)
+        samples = x.repeat(args.samples, 1, 1, 1)  # the profiler times the very same input
+        model = create_arch(name, num_classes=args.num_classes, in_channels=x.shape[1]).eval()
         p50s, medians = [], []
         for _ in range(args.repeats):
             result = measure_latency(

@@ -74,11 +74,12 @@ def sweep_one(reference: str, samples: torch.Tensor, workdir: Path, max_params: 
         return row("fail", "build", None, str(error))
     params = sum(p.numel() for p in model.parameters())
     try:
-        check_output(model, reference, arch_info(reference).input_shape(INPUT_SHAPE), NUM_CLASSES)
+        shape = arch_info(reference).input_shape(INPUT_SHAPE)  # as archbench run feeds it
+        check_output(model, reference, shape, NUM_CLASSES)
     except ArchitectureError as error:
         return row("fail", "forward", params, str(error).replace(f"{reference} ", ""))
     path = workdir / f"{short}.onnx"
-    exported = export_onnx(model, path, input_shape=(1, *INPUT_SHAPE))
+    exported = export_onnx(model, path, input_shape=(1, *shape))
     if not exported.ok:
         return row("fail", "export", params, exported.error or "")
     parity = check_parity(model, path, samples)

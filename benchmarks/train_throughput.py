@@ -37,6 +37,9 @@ from archbench.train import StopRequest as _StopRequest  # noqa: E402
 from archbench.train import TrainConfig, Trainer  # noqa: E402
 from architectures import create_arch  # noqa: E402
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+import inputs  # noqa: E402  (benchmarks/inputs.py: every script's input shapes)
+
 
 def extract(archive: Path, into: Path) -> Path:
     with tarfile.open(archive) as tar:
@@ -50,12 +53,18 @@ def reference_images_per_second(
     """A torchvision ImageFolder + PIL transforms + DataLoader + eager model loop."""
     from torchvision import datasets, transforms
 
+    channels, height, width = inputs.input_shape(arch)  # the CIFAR JPEGs fitted to it
+    fit = [transforms.Grayscale()] if channels == 1 else []
+    fit += [transforms.Resize((height, width))] if (height, width) != (32, 32) else []
+    mean = CIFAR_MEAN if channels == 3 else (sum(CIFAR_MEAN) / 3,)
+    std = CIFAR_STD if channels == 3 else (sum(CIFAR_STD) / 3,)
     transform = transforms.Compose(
         [
-            transforms.RandomCrop(32, padding=4),
+            *fit,
+            transforms.RandomCrop((height, width), padding=4),
             transforms.RandomHorizontalFlip(),
             transforms.ToTensor(),
-            transforms.Normalize(CIFAR_MEAN, CIFAR_STD),
+            transforms.Normalize(mean, std),
         ]
     )
     dataset = datasets.ImageFolder(root / "train", transform=transform)
@@ -68,7 +77,7 @@ def reference_images_per_second(
         drop_last=True,
     )
     torch.manual_seed(0)
-    model = create_arch(arch, num_classes=len(dataset.classes)).train()
+    model = create_arch(arch, num_classes=len(dataset.classes), in_channels=channels).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     done, seen, start = 0, 0, None
     while done < warmup + steps:

@@ -94,7 +94,8 @@ def accuracy(model, features: torch.Tensor, labels: torch.Tensor) -> float:
 def head_speed(arch: str, size: int, epochs: int, data, weights: str | None) -> dict:
     extractor = build_extractor(arch, size, weights)
     torch.manual_seed(1)
-    through = TransferHead(extractor, feature_dim(extractor, (3, 32, 32)), data.num_classes)
+    image_shape = tuple(data.train.images.shape[1:])  # what the extractor is fed
+    through = TransferHead(extractor, feature_dim(extractor, image_shape), data.num_classes)
     head = copy.deepcopy(through.classifier)  # the same initial classifier for both paths
     options = dict(mean=data.mean, std=data.std)
     start = time.perf_counter()

@@ -79,10 +79,11 @@ def test_without_flock_a_dead_pid_on_this_host_is_stale(tmp_path, monkeypatch):
                           capture_output=True, text=True, check=True)  # fmt: skip
     record = {"pid": int(dead.stdout), "host": socket.gethostname(),
               "started_at": "2026-01-01T00:00:00+00:00", "purpose": "archbench suite"}  # fmt: skip
-    (tmp_path / LOCK_FILE).write_text(json.dumps(record))
+    claim = tmp_path / (LOCK_FILE + locks.CLAIM_SUFFIX)  # without flock, the O_EXCL claim
+    claim.write_text(json.dumps(record))
     with DirectoryLock(tmp_path, "archbench suite"):
         assert read_holder(tmp_path).pid == os.getpid()
     live = record | {"pid": os.getppid()}  # the test runner's parent: certainly alive
-    (tmp_path / LOCK_FILE).write_text(json.dumps(live))
+    claim.write_text(json.dumps(live))
     with pytest.raises(ArchbenchError, match=f"pid {os.getppid()}"):
         DirectoryLock(tmp_path, "archbench suite").acquire()

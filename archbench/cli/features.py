@@ -26,7 +26,13 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pooling", choices=POOLINGS, help="global pooling (default avg, or a head run's own)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="validation split seed (default 0)")
+    parser.add_argument(
+        "--split-seed", type=int, default=0, help="with --arch: the validation split (default 0)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="initialization of a network without --weights (and retrieval's sampling; default 0)",
+    )  # fmt: skip
 
 
 def parse_source(args: argparse.Namespace):
@@ -44,6 +50,7 @@ def parse_source(args: argparse.Namespace):
         data_dir=Path(args.data_dir).expanduser() if args.data_dir else None,
         pooling=args.pooling,
         seed=args.seed,
+        split_seed=args.split_seed,
     )
 
 

@@ -28,7 +28,9 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--num-classes", type=int, help="classes for --arch (default 10)")
     parser.add_argument(
-        "--dataset", help="test images to time with --arch (default digits, embedded)"
+        "--dataset",
+        help="test images to time with --arch (default digits, embedded, fitted to the "
+        "network's own input channels; a dataset's own channels rebuild the network)",
     )
     parser.add_argument("--data-dir", help="where datasets live")
     parser.add_argument(
@@ -85,13 +87,13 @@ def run_profile(args: argparse.Namespace, console: Console) -> int:
     if not args.arch:
         raise ArchbenchError("give a RUN_DIR to profile a trained run, or --arch NAME")
     num_classes = 10 if args.num_classes is None else args.num_classes
-    dataset = args.dataset or "digits"
+    dataset = args.dataset  # None: default images fitted to the network, not the reverse
 
     def out_dir() -> Path:  # made only once the network is built and runs on the images
         if args.out:
             return ensure_writable(Path(args.out))
         return new_run_dir(
-            Path(args.runs_dir) / "profiles", args.arch, f"{slug(dataset)}-untrained"
+            Path(args.runs_dir) / "profiles", args.arch, f"{slug(dataset or 'digits')}-untrained"
         )
 
     profile_untrained(

@@ -35,7 +35,8 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "--queries", default="1000",
         help="queries per repeat, drawn from the sampled gallery (default 1000), or a split name "
-        "searched against a split gallery",
+        "searched against a split gallery (the gallery's own split: each query is left out of "
+        "its own results)",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=10, help="sampled galleries (default 10)")
     parser.add_argument("--out", help="where retrieval.json goes (default RUN_DIR/retrieval.json)")

@@ -151,7 +151,17 @@ def add_parser(commands) -> None:
     optim.add_argument("--early-stop-patience", type=int, help="default 10")
 
     machine = parser.add_argument_group("machine and output")
-    machine.add_argument("--seed", type=int, help="default 0; CPU runs are deterministic")
+    machine.add_argument(
+        "--seed",
+        type=int,
+        help="initialization, data order and augmentation (default 0; CPU runs are deterministic)",
+    )
+    machine.add_argument(
+        "--split-seed",
+        type=int,
+        help="the validation split (default 0), kept fixed across --seeds so that only "
+        "initialization and data order vary",
+    )
     machine.add_argument(
         "--seeds",
         help="comma-separated seeds (e.g. 0,1,2): one run directory per seed, grouped as "

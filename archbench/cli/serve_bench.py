@@ -38,7 +38,14 @@ def add_parser(commands) -> None:
 
 
 def run_serve_bench(args: argparse.Namespace, console: Console) -> int:
-    from ..serve.bench import BenchConfig, print_levels, run_bench, write_result
+    from ..serve.bench import (
+        BenchConfig,
+        print_levels,
+        read_saved,
+        result_path,
+        run_bench,
+        write_result,
+    )
 
     if args.out and args.run_dir:
         raise ArchbenchError("give --out or --run-dir, not both")
@@ -52,8 +59,10 @@ def run_serve_bench(args: argparse.Namespace, console: Console) -> int:
         duration_s=args.duration,
         allow_remote=args.allow_remote,
     )
+    out = Path(args.out or args.run_dir or ".")
+    read_saved(result_path(out))  # a damaged result file is refused before the benchmark runs
     run = run_bench(config)
-    path = write_result(run, Path(args.out or args.run_dir or "."))
+    path = write_result(run, out)
     print_levels(run, console)
     console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     return 0

@@ -12,7 +12,10 @@ Two protocols:
   from one split without replacement, then 1,000 queries from that gallery (with replacement);
   each query searches the gallery without itself.
 - split against split (``gallery=None``): every query item searches the whole gallery split
-  (``--gallery train --queries test``); the sets are disjoint, so nothing is excluded.
+  (``--gallery train --queries test``); the sets are disjoint, so nothing is excluded. When the
+  queries are the gallery split itself (``--gallery test --queries test``), each query searches
+  the gallery without itself, as in the sampled protocol, and its chance level counts the
+  other items only.
 
 The search is exact: ``torch.cdist`` (or cosine similarity) then ``topk``, in query chunks so
 memory stays bounded; at these gallery sizes an approximate index would buy nothing.
@@ -43,7 +46,7 @@ class RetrievalConfig:
     repeats: int = 10
     seed: int = 0
 
-    def validate(self, gallery_size: int) -> None:
+    def validate(self, gallery_size: int, *, query_in_gallery: bool = False) -> None:
         """Refuse a search that cannot be done, before any work."""
         if self.metric not in METRICS:
             raise ArchbenchError(f"--metric {self.metric!r} is not one of {', '.join(METRICS)}")
@@ -57,7 +60,10 @@ class RetrievalConfig:
                 )
             if self.queries < 1 or self.repeats < 1:
                 raise ArchbenchError("--queries and --repeats must be positive")
-        searchable = gallery_size if self.gallery is None else self.gallery - 1
+        if self.gallery is not None:
+            searchable = self.gallery - 1
+        else:
+            searchable = gallery_size - 1 if query_in_gallery else gallery_size
         if max(self.ks) > searchable:
             raise ArchbenchError(
                 f"--k {max(self.ks)} is more than the {searchable} gallery items a query can find"
@@ -101,13 +107,27 @@ def evaluate_retrieval(
     class_names: Sequence[str],
     query_features: torch.Tensor | None = None,
     query_labels: torch.Tensor | None = None,
+    query_in_gallery: bool = False,
 ) -> dict:
-    """Precision@k per query class and overall, each with its chance level (``retrieval.json``)."""
-    config.validate(int(gallery_labels.numel()))
+    """Precision@k per query class and overall, each with its chance level (``retrieval.json``).
+
+    ``query_in_gallery``: the whole gallery split queries itself (no ``query_features``); each
+    query is excluded from its own results, or it would find itself at distance 0.
+    """
+    config.validate(int(gallery_labels.numel()), query_in_gallery=query_in_gallery)
     num_classes = len(class_names)
     k_max = max(config.ks)
     tally = _Tally(num_classes, config.ks)
-    if config.gallery is None:
+    if config.gallery is None and query_in_gallery:
+        size = int(gallery_labels.numel())
+        own = torch.arange(size)
+        neighbours = nearest_neighbours(
+            gallery_features, gallery_features, k_max, metric=config.metric, exclude=own
+        )
+        counts = torch.bincount(gallery_labels, minlength=num_classes).double()
+        chance = (counts[gallery_labels] - 1) / (size - 1)
+        tally.add(gallery_labels, gallery_labels[neighbours], chance)
+    elif config.gallery is None:
         if query_features is None or query_labels is None:
             raise ArchbenchError("searching a whole gallery split needs a query split")
         neighbours = nearest_neighbours(
@@ -137,7 +157,7 @@ def evaluate_retrieval(
             "queries_per_repeat": None if config.gallery is None else config.queries,
             "repeats": 1 if config.gallery is None else config.repeats,
             "seed": config.seed,
-            "query_excluded_from_own_results": config.gallery is not None,
+            "query_excluded_from_own_results": config.gallery is not None or query_in_gallery,
         },
         "overall": tally.summary(None),
         "per_class": [

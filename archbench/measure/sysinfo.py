@@ -12,6 +12,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -128,20 +129,49 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return completed.stdout.strip()
 
 
-def git_commit(path: Path | None = None) -> str | None:
-    """Commit of the git checkout holding ``path`` (default: this package), ``-dirty`` if modified.
+@dataclass(frozen=True)
+class GitState:
+    """The commit of a checkout and the tracked files that differ from it."""
 
-    ``None`` when the package is not tracked by git, e.g. installed into a virtual environment
-    that happens to sit inside some other checkout.
-    """
+    commit: str
+    changed: tuple[str, ...] = ()
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.changed)
+
+    def describe(self, most: int = 8) -> str:
+        """``<commit> (clean)``, or ``<commit> (dirty: a.py, b.py, +3 more)``."""
+        if not self.dirty:
+            return f"{self.commit} (clean)"
+        shown = ", ".join(self.changed[:most])
+        more = f", +{len(self.changed) - most} more" if len(self.changed) > most else ""
+        return f"{self.commit} (dirty: {shown}{more})"
+
+
+def git_state(path: Path | None = None) -> GitState | None:
+    """Commit and modified tracked files of the checkout holding ``path`` (default: this
+    package); ``None`` when it is not tracked by git, e.g. installed into a virtual environment
+    that happens to sit inside some other checkout."""
     package = Path(path) if path is not None else Path(__file__).resolve().parents[1]
     if _git(["ls-files", "--error-unmatch", "__init__.py"], package) is None:
         return None
     commit = _git(["rev-parse", "HEAD"], package)
     if not commit:
         return None
-    status = _git(["status", "--porcelain", "--untracked-files=no"], package)
-    return f"{commit}-dirty" if status else commit
+    changed = _git(["diff", "--name-only", "HEAD"], package) or ""  # staged or not
+    return GitState(commit, tuple(sorted(changed.split())))
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """Commit of the git checkout holding ``path`` (default: this package), ``-dirty`` if modified.
+
+    ``None`` when the package is not tracked by git (see :func:`git_state`).
+    """
+    state = git_state(path)
+    if state is None:
+        return None
+    return f"{state.commit}-dirty" if state.dirty else state.commit
 
 
 def describe_system(threads: int | None = None) -> dict:

@@ -37,11 +37,12 @@ def run_retrieval(
         raise ArchbenchError(f"{features.data.name} has no {gallery_split}/{query_split} split")
     gallery, gallery_labels = features.splits[gallery_split].tensors()
     query = query_labels = None
-    if query_split is not None:
+    query_in_gallery = query_split == gallery_split  # each query is then left out of its results
+    if query_split is not None and not query_in_gallery:
         query, query_labels = features.splits[query_split].tensors()
     result = evaluate_retrieval(
         gallery, gallery_labels, config, class_names=features.data.classes,
-        query_features=query, query_labels=query_labels,
+        query_features=query, query_labels=query_labels, query_in_gallery=query_in_gallery,
     )  # fmt: skip
     result["protocol"] |= {
         "gallery_split": gallery_split,

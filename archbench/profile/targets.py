@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from rich.markup import escape
 
-from architectures import arch_info, check_output, create_arch
+from architectures import arch_info, check_output, create_arch, is_foreign
 
 from ..data import DataConfig, dataset_shape, load_data, normalize
 from ..errors import ArchbenchError
@@ -100,11 +100,52 @@ def profile_run(
     return profile
 
 
+DEFAULT_IMAGES = "digits"  # embedded: an untrained profile needs no download
+
+
+def untrained_network(
+    arch: str,
+    *,
+    num_classes: int,
+    dataset: str | None = None,
+    input_size: int | None = None,
+    note: Callable[[str], None] = lambda line: None,
+) -> tuple[torch.nn.Module, tuple[int, int, int]]:
+    """The freshly initialized (seed 0) network ``profile --arch`` measures, and its input shape.
+
+    Without ``dataset`` the images are only something to time: a torchvision/timm network keeps
+    the input channels its library records (timm's resnet18 stays timm's 11,689,512
+    parameters) and the default images are fitted to it. A ``dataset`` whose channels differ
+    from those builds it with the dataset's, and ``note`` gets one line saying so. (A user
+    network records no channels of its own: it follows the images, as before.)
+    """
+    if num_classes < 1:
+        raise ArchbenchError(f"--num-classes must be positive, got {num_classes}")
+    if input_size is not None and input_size < 1:
+        raise ArchbenchError(f"--input-size must be positive, got {input_size}")
+    info = arch_info(arch)
+    shape = info.input_shape(dataset_shape(dataset or DEFAULT_IMAGES), input_size)
+    own_channels = info.input_size[0]
+    if is_foreign(arch) and shape[0] != own_channels:
+        if dataset is None:
+            shape = (own_channels, *shape[1:])
+        else:
+            plural = "" if shape[0] == 1 else "s"
+            note(
+                f"{arch} built with {shape[0]} input channel{plural} for {dataset} images "
+                f"(its own: {own_channels})"
+            )
+    torch.manual_seed(0)
+    model = create_arch(arch, num_classes=num_classes, in_channels=shape[0])
+    check_output(model, arch, shape, num_classes)
+    return model, shape
+
+
 def profile_untrained(
     arch: str,
     *,
     num_classes: int = 10,
-    dataset: str = "digits",
+    dataset: str | None = None,
     data_dir: Path | None = None,
     input_size: int | None = None,
     out_dir: Path | Callable[[], Path],
@@ -114,8 +155,9 @@ def profile_untrained(
 ) -> dict[str, Any]:
     """Profile a freshly initialized network: latency, size and MACs do not depend on training.
 
-    Inputs are still real test images of ``dataset`` (the embedded digits by default), at the
-    network's input shape (``input_size`` overrides height and width), so the timed work is
+    Inputs are still real test images of ``dataset`` (the embedded digits by default, fitted to
+    a torchvision/timm network's own channels: :func:`untrained_network`), at the network's
+    input shape (``input_size`` overrides height and width), so the timed work is
     what a deployed model would see; accuracy is omitted. ``out_dir`` may be a function that
     makes the directory: it is called only once the network is built and runs on the images,
     so a bad ``--arch`` leaves nothing behind.
@@ -123,14 +165,11 @@ def profile_untrained(
     from rich.console import Console
 
     console = console or Console()
-    if num_classes < 1:
-        raise ArchbenchError(f"--num-classes must be positive, got {num_classes}")
-    if input_size is not None and input_size < 1:
-        raise ArchbenchError(f"--input-size must be positive, got {input_size}")
-    shape = arch_info(arch).input_shape(dataset_shape(dataset), input_size)
-    torch.manual_seed(0)
-    model = create_arch(arch, num_classes=num_classes, in_channels=shape[0])
-    check_output(model, arch, shape, num_classes)
+    notes: list[str] = []
+    model, shape = untrained_network(
+        arch, num_classes=num_classes, dataset=dataset, input_size=input_size, note=notes.append
+    )
+    dataset = dataset or DEFAULT_IMAGES
     images, _, _, calibration = _test_images(
         DataConfig(dataset=dataset, data_dir=data_dir, download=False, input_shape=shape),
         None,
@@ -140,6 +179,8 @@ def profile_untrained(
     out_dir = out_dir() if callable(out_dir) else out_dir
     say = _say(console, quiet)
     say(f"profiling untrained {arch} ({num_classes} classes) on {dataset} test images -> {out_dir}")
+    for line in notes:
+        say(line)
     profile = profile_model(
         model,
         arch=arch,

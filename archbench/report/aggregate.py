@@ -4,6 +4,9 @@ A run's group is the ``group`` field of its ``config.json`` (``archbench run --s
 suites write it); runs without one are grouped by their training configuration apart from the
 seed (and where the data and runs live), so runs trained before groups existed still aggregate.
 A seed repeated in such a group is a rerun, not another seed: it starts a group of its own.
+A group's runs must share their validation split (``split_seed``; older runs split by their
+``seed``): a spread over seeds that also moves the split is not the spread of the seeds, so
+such a group is refused rather than averaged.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import ArchbenchError
 from .collect import RunRecord
 
 # Settings that do not change what a run computes: where its data and output live.
@@ -80,7 +84,8 @@ def aggregate_seeds(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty or "group" not in table.columns:
         return table
     rows = []
-    for _, runs in table.groupby("group", sort=False):
+    for name, runs in table.groupby("group", sort=False):
+        require_one_split(str(name), runs)
         row = runs.iloc[0].to_dict()
         row["n"] = len(runs)
         row["seeds"] = ",".join(str(s) for s in runs["seed"])
@@ -88,6 +93,21 @@ def aggregate_seeds(table: pd.DataFrame) -> pd.DataFrame:
             row.update(_pooled(runs))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def require_one_split(group: str, runs: pd.DataFrame) -> None:
+    """Refuse (one line) to aggregate runs whose validation splits differ."""
+    if "split_seed" not in runs.columns or runs["split_seed"].nunique(dropna=False) < 2:
+        return
+    pairs = ", ".join(
+        f"{run_dir} (split seed {split_seed})"
+        for run_dir, split_seed in zip(runs["run_dir"], runs["split_seed"], strict=True)
+    )
+    raise ArchbenchError(
+        f"the seed group {group.split(':', 1)[-1]} mixes validation splits: {pairs}; mean ± std "
+        "over seeds needs one split: retrain them with one --split-seed, or report them apart "
+        "(runs from before --split-seed split by their --seed)"
+    )
 
 
 def _pooled(runs: pd.DataFrame) -> dict:

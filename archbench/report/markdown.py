@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import __version__, files
 from ..measure.complexity import MACS_CONVENTION
+from ..measure.sysinfo import git_state
 from ..train import rundir
 from .aggregate import aggregate_seeds
 from .collect import RunRecord, nested_get
@@ -55,12 +56,20 @@ def _conditions(records: Sequence[RunRecord]) -> list[str]:
         f"- generated: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by archbench "
         f"{__version__} (runs measured with archbench {values('archbench_version')}, commit "
         f"{values('git_commit')})",
+        f"- report generated from: {_provenance()}",
         f"- CPU: {values('cpu_model')}, {values('torch_threads')} threads "
         f"({values('logical_cores')} logical cores)",
         f"- GPU: {values('gpu', 'name')}",
         f"- torch {values('versions', 'torch')}, onnxruntime {values('versions', 'onnxruntime')}",
         f"- model selection on: {', '.join(selected) or 'n/a'} (best checkpoint by this figure)",
     ]
+
+
+def _provenance() -> str:
+    """The checkout this report was generated from: its commit and any modified files, so a
+    committed report can be traced to code (and a dirty one says what differed)."""
+    state = git_state()
+    return "no git checkout (an installed archbench)" if state is None else state.describe()
 
 
 def _fmt(value, digits: int = 2) -> str:

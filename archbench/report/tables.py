@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..measure.backends import BACKENDS
 from ..measure.complexity import describe_uncounted
+from ..train.config import legacy_split_seed
 from .aggregate import group_keys
 from .collect import RunRecord, nested_get
 from .multilabel import multilabel_table
@@ -53,6 +54,7 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
             "selected_on": result.get("selected_on"),
             "run_dir": str(record.path),
             "seed": record.config["train"].get("seed"),
+            "split_seed": legacy_split_seed(record.config["train"]),
             "group": group,
             "budget_epochs": record.budget_epochs,
             "train_seconds": seconds,

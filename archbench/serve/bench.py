@@ -240,19 +240,39 @@ def profiler_batch1_ms(run_dir: str | Path | None) -> float | None:
         return None
 
 
+def result_path(out: Path) -> Path:
+    """The file results go to: ``out`` itself, or ``serve-bench.json`` in the folder ``out``."""
+    out = Path(out).expanduser()
+    return out / RESULT_FILE if out.is_dir() or not out.suffix else out
+
+
+def read_saved(path: Path) -> dict[str, Any]:
+    """The results already in ``path`` (none yet: an empty file's worth), or one line refusing
+    to go on: a damaged or foreign file would lose its earlier entries if merged over."""
+    if not path.exists():
+        return {"format": FORMAT, "runs": []}
+    remedy = (
+        f"it is not overwritten, since its earlier results would be lost: write elsewhere with "
+        f"--out, or move {path} aside"
+    )
+    try:
+        saved = files.read_json(path)
+    except OSError as error:
+        raise ArchbenchError(f"{path} cannot be read ({error.strerror}); {remedy}") from None
+    except ValueError as error:
+        raise ArchbenchError(f"{path} is corrupt or truncated ({error}); {remedy}") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        found = saved.get("format") if isinstance(saved, dict) else type(saved).__name__
+        raise ArchbenchError(f"{path} is not a {FORMAT} file (found {found!r}); {remedy}")
+    if not isinstance(saved.get("runs"), list):
+        raise ArchbenchError(f"{path} is corrupt (its 'runs' is not a list); {remedy}")
+    return saved
+
+
 def write_result(run: dict, out: Path) -> Path:
     """Merge ``run`` into ``out`` (a file, or a folder for ``serve-bench.json``)."""
-    out = Path(out).expanduser()
-    if out.is_dir() or not out.suffix:
-        out = out / RESULT_FILE
-    saved: dict[str, Any] = {"format": FORMAT, "runs": []}
-    if out.is_file():
-        try:
-            existing = files.read_json(out)
-            if existing.get("format") == FORMAT:
-                saved = existing
-        except (OSError, ValueError):
-            pass
+    out = result_path(out)
+    saved = read_saved(out)
     saved["runs"] = [r for r in saved["runs"] if _setting_key(r) != _setting_key(run)] + [run]
     saved["profiler_batch1_ms"] = profiler_batch1_ms(run["server"].get("run_dir"))
     files.write_json(out, saved)

@@ -12,8 +12,10 @@ Layout under the data cache (``<data_dir>/features/<backbone>-<split>-<key hash>
     labels.npy     int64 (N,), or (N, K) multi-hot rows for a multi-label set
     manifest.json  the key, shapes, bytes, extraction seconds and images/s, versions
 
-Entries are written into a temporary folder and renamed into place, so a reader never sees half
-an entry; arrays are opened with ``mmap_mode="r"``.
+Entries are written into a temporary sibling folder, synced, and renamed into place, so a reader
+never sees half an entry; arrays are opened with ``mmap_mode="r"``. A process that misses a key
+holds that key's lock (``.<entry>.lock`` beside it, :mod:`archbench.locks`) while it extracts;
+another process missing the same key waits, then finds the finished entry.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from ... import files
 from ...data import BatchLoader, Split
 from ...data.loader import epoch_seed
 from ...errors import ArchbenchError
+from ...locks import DirectoryLock
 from ..rundir import slug
 from .backbone import FeatureExtractor
 
@@ -58,6 +61,12 @@ class FeatureKey:
     augment: str = "none"  # the augmentation of the copies ("none" for plain features)
     copies: int = 1
     seed: int = 0  # seeds the augmented copies; irrelevant without augmentation
+
+    def __post_init__(self) -> None:
+        # Plain features do not depend on the seed: a head run's seed must not key them apart
+        # from the seedless ``features``/``retrieval`` lookups of the same backbone.
+        if self.augment == "none":
+            object.__setattr__(self, "seed", 0)
 
     def digest(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
@@ -148,27 +157,62 @@ def cached_features(
     device: torch.device | str = "cpu",
     channels_last: bool = False,
 ) -> CachedFeatures:
-    """The entry for ``key``: opened if present (a hit), else extracted and stored (a miss)."""
+    """The entry for ``key``: opened if present (a hit), else extracted and stored (a miss).
+
+    The extraction holds the key's lock: a second process missing the same key waits for it
+    and then opens the finished entry instead of extracting it again.
+    """
     entry = open_entry(data_dir, key)
     if entry is not None:
         return entry
+    path = features_dir(data_dir) / key.folder_name()
+    lock = DirectoryLock(_writable(path.parent), "feature extraction", name=f".{path.name}.lock")
+    with lock.acquire(wait=None):
+        entry = open_entry(data_dir, key)  # extracted by the process we waited for
+        if entry is not None:
+            return entry
+        array, manifest = _extract_entry(
+            lambda copy: extract(
+                extractor,
+                split,
+                mean=mean,
+                std=std,
+                device=device,
+                augment=key.augment,
+                copy=copy,
+                seed=key.seed,
+                channels_last=channels_last,
+            ),
+            key,
+            images=len(split) * key.copies,
+        )
+        manifest["source"] = extractor.source
+        _store(path, array, split.labels.numpy(), manifest)
+    stored = open_entry(data_dir, key)
+    if stored is None:
+        raise ArchbenchError(f"feature cache entry {path} could not be read back")
+    stored.hit = False
+    return stored
+
+
+def _writable(directory: Path) -> Path:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ArchbenchError(
+            f"feature cache {directory} is not writable ({error.strerror})"
+        ) from None
+    return directory
+
+
+def _extract_entry(
+    extract_copy: Callable[[int], torch.Tensor], key: FeatureKey, *, images: int
+) -> tuple[np.ndarray, dict]:
+    """Every copy's features as one array, and the manifest that describes them."""
     start = time.perf_counter()
-    copies = [
-        extract(
-            extractor,
-            split,
-            mean=mean,
-            std=std,
-            device=device,
-            augment=key.augment,
-            copy=copy,
-            seed=key.seed,
-        )  # fmt: skip
-        for copy in range(key.copies)
-    ]
+    copies = [extract_copy(copy) for copy in range(key.copies)]
     seconds = time.perf_counter() - start
     array = (copies[0] if key.augment == "none" else torch.stack(copies)).numpy()
-    images = len(split) * key.copies
     manifest = {
         "format": FORMAT,
         "key": asdict(key),
@@ -179,38 +223,48 @@ def cached_features(
         "bytes": int(array.nbytes),
         "extraction_seconds": round(seconds, 4),
         "images_per_second": round(images / max(seconds, 1e-9), 1),
-        "source": extractor.source,
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    _store(features_dir(data_dir) / key.folder_name(), array, split.labels.numpy(), manifest)
-    stored = open_entry(data_dir, key)
-    if stored is None:
-        raise ArchbenchError(f"feature cache entry {key.folder_name()} could not be read back")
-    stored.hit = False
-    return stored
+    return array, manifest
 
 
 def _store(path: Path, features: np.ndarray, labels: np.ndarray, manifest: dict) -> None:
-    """Write the entry into a temporary sibling folder and rename it into place."""
+    """Publish a complete entry: write a temporary sibling, sync it, rename it into place.
+
+    Called with the key's lock held, so no other archbench process writes ``path`` meanwhile;
+    an older or foreign entry under that name is moved aside first (a folder cannot be renamed
+    over a non-empty one) and removed after.
+    """
+    unique = f"{os.getpid()}.{time.time_ns()}"
+    staging = path.parent / f".{path.name}.{unique}.tmp"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.parent / f".{path.name}.{os.getpid()}.{time.time_ns()}.tmp"
         staging.mkdir()
     except OSError as error:
         raise ArchbenchError(
             f"feature cache {path.parent} is not writable ({error.strerror})"
         ) from None
+    retired = path.parent / f".{path.name}.{unique}.old"
     try:
-        np.save(staging / FEATURES, features.astype(np.float32, copy=False))
-        np.save(staging / LABELS, labels.astype(np.int64, copy=False))
-        files.write_json(staging / MANIFEST, manifest)
-        if path.exists():  # an older or foreign entry under the same name: replace it
-            shutil.rmtree(path)
+        _save_synced(staging / FEATURES, features.astype(np.float32, copy=False))
+        _save_synced(staging / LABELS, labels.astype(np.int64, copy=False))
+        files.write_json(staging / MANIFEST, manifest)  # last: an entry is whole once it has one
+        files.fsync_directory(staging)
+        if path.exists():
+            os.replace(path, retired)
         os.replace(staging, path)
+        files.fsync_directory(path.parent)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        for leftover in (staging, retired):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _save_synced(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as stream:
+        np.save(stream, array)
+        stream.flush()
+        os.fsync(stream.fileno())
 
 
 class FeatureBatches:

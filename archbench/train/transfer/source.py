@@ -34,7 +34,8 @@ class FeatureSource:
     data_dir: Path | None = None
     pooling: str | None = None  # None: the run's own (a head run), else avg
     val_fraction: float = 0.1
-    seed: int = 0
+    seed: int = 0  # a fresh network's initialization (without --weights)
+    split_seed: int = 0  # the validation split
 
 
 @dataclass
@@ -120,7 +121,7 @@ def _extractor(source: FeatureSource) -> tuple[FeatureExtractor, str, dict, Data
         weights = resolved.describe() | load_weights(network, resolved).describe()
     config = DataConfig(
         dataset=source.dataset, data_dir=source.data_dir, val_fraction=source.val_fraction,
-        split_seed=source.seed, input_shape=shape,
+        split_seed=source.split_seed, input_shape=shape,
     )  # fmt: skip
     return FeatureExtractor(network, source.pooling or "avg"), source.arch, weights, config
 
