@@ -4,6 +4,8 @@ A run's group is the ``group`` field of its ``config.json`` (``archbench run --s
 suites write it); runs without one are grouped by their training configuration apart from the
 seed (and where the data and runs live), so runs trained before groups existed still aggregate.
 A seed repeated in such a group is a rerun, not another seed: it starts a group of its own.
+Either way the group key ends with the run's protocol label, so runs of different schedules or
+budgets are never averaged into one row, whatever their ``group`` field says.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ def group_keys(records: Sequence[RunRecord]) -> list[str]:
     seeds_seen: dict[str, list] = {}
     for index in sorted(range(len(records)), key=lambda i: str(records[i].path)):
         config = records[index].config
+        protocol = f" | {records[index].protocol['label']}"
         if config.get("group"):
-            keys[index] = f"group:{config['group']}"
+            keys[index] = f"group:{config['group']}{protocol}"
             continue
         train = config["train"]
         settings = {k: v for k, v in train.items() if k not in NOT_THE_RUN}
@@ -63,7 +66,7 @@ def group_keys(records: Sequence[RunRecord]) -> list[str]:
         seen = seeds_seen.setdefault(digest, [])
         repeat = seen.count(train.get("seed"))
         seen.append(train.get("seed"))
-        keys[index] = f"config:{digest}" + (f"-repeat{repeat}" if repeat else "")
+        keys[index] = f"config:{digest}" + (f"-repeat{repeat}" if repeat else "") + protocol
     return keys
 
 
