@@ -309,8 +309,11 @@ def write_report(
     study: str | None = None,
     title: str = "archbench report",
     notes: Sequence[str] = (),
+    sections: Sequence[str] = (),
 ) -> tuple[Path, list[Path]]:
-    """Write the markdown page and its PNG figures beside it; return their paths."""
+    """Write the markdown page and its PNG figures beside it; return their paths.
+
+    ``sections``: markdown lines appended at the end (a plan's pending runs)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = aggregate_seeds(run_table(records))
@@ -326,7 +329,7 @@ def write_report(
         figures=figures,
         notes=notes,
         multilabel=multilabel,
-        run_sections=run_figures_section(records, out.parent, out.stem),
+        run_sections=[*run_figures_section(records, out.parent, out.stem), *sections],
     )
     files.write_text(out, text)
     return out, figures

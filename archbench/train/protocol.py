@@ -29,6 +29,15 @@ class Protocol:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def tag(self) -> str:
+        """A short name for folder and plan-entry names: ``linear15``, ``study``, ``plateau``."""
+        if self.schedule == "linear":
+            return f"linear{self.budget_epochs}"
+        if self.study:
+            return "study"
+        return f"{self.schedule}{self.max_epochs or ''}"
+
 
 def protocol_of(train: dict) -> Protocol:
     """The protocol of a run from its ``config.json`` ``train`` settings.
