@@ -109,15 +109,16 @@ def _run_results_plan(args, entries, work_dir: Path, profile_config, console: Co
     from ..suite.results import park_unfinished, planned_runs, run_plan, select, write_plan_report
 
     runs = planned_runs(entries)
+    chosen = select(runs, args.only)  # an --only naming no entry fails before any work
     if (args.report_only and not args.report) or (args.park and not args.parked_dir):
         raise ArchbenchError("--report-only needs --report FILE; --park needs --parked-dir DIR")
     code = 0
     if args.park:
-        for path in park_unfinished(select(runs, args.only), work_dir, Path(args.parked_dir)):
+        for path in park_unfinished(chosen, work_dir, Path(args.parked_dir)):
             console.print(f"parked {path}", highlight=False)
     elif not args.report_only:
         code = run_plan(
-            select(runs, args.only),
+            chosen,
             Path(args.results_dir),
             work_dir,
             parked_dir=Path(args.parked_dir) if args.parked_dir else None,

@@ -16,6 +16,7 @@ to be restored into the next day's work directory (:func:`restore`) and resumed.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,12 +108,11 @@ def committed_runs(results_dir: Path) -> dict[RunIdentity, Path]:
     return found
 
 
-def keeps_weights(identity: RunIdentity) -> bool:
-    return identity.seed == 0 and identity.arch in WEIGHTS_KEPT_FOR
-
-
-def copy_in(run_dir: Path, results_dir: Path) -> Path:
-    """Copy a complete, profiled run's results into ``results_dir/<run>`` and return it.
+def copy_in(
+    run_dir: Path, results_dir: Path, weights_for: Sequence[str] = WEIGHTS_KEPT_FOR
+) -> Path:
+    """Copy a complete, profiled run's results into ``results_dir/<run>`` and return it;
+    ``best.pt`` (model state only) for seed 0 of the networks in ``weights_for``.
 
     Written into a temporary folder first and renamed, so an interrupted copy leaves no
     half-run that a later plan would take for committed. The copy's ``group`` is the plan's
@@ -137,7 +137,7 @@ def copy_in(run_dir: Path, results_dir: Path) -> Path:
     config["group"] = f"{identity.arch}-{identity.dataset}-{rundir.slug(identity.protocol)}"
     files.write_json(staging / rundir.CONFIG, config)
     _write_curves(info.path, staging)
-    if keeps_weights(identity):
+    if identity.seed == 0 and identity.arch in weights_for:
         strip_checkpoint(info.path / rundir.BEST, staging / rundir.BEST)
     staging.rename(target)
     return target
