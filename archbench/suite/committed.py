@@ -134,7 +134,9 @@ def copy_in(
         shutil.copyfile(info.path / name, staging / name)
     config = dict(info.config)
     config["trained_group"] = config.get("group")
-    config["group"] = f"{identity.arch}-{identity.dataset}-{rundir.slug(identity.protocol)}"
+    config["group"] = "-".join(
+        rundir.slug(p) for p in (identity.arch, identity.dataset, identity.protocol)
+    )
     files.write_json(staging / rundir.CONFIG, config)
     _write_curves(info.path, staging)
     if identity.seed == 0 and identity.arch in weights_for:
