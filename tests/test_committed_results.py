@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from rich.console import Console
@@ -154,3 +155,33 @@ def test_a_parked_plateau_run_resumes_elsewhere(tmp_path):
     restored = restore(tmp_path / "in-progress" / "entry", tmp_path / "next-day")
     resumed = train_run(TrainConfig(), console=QUIET, quiet=True, resume=restored)
     assert resumed.status == "complete" and resumed.result["epochs_run"] == 2
+
+
+def test_the_study_comparison_says_when_protocols_differ():
+    from archbench.report.markdown import _protocol_lines
+    from archbench.report.study import STUDY_PROTOCOL, study_comparison
+
+    common = {"dataset": "cifar10", "num_classes": 10, "top5": None, "size_mb": 1.0, "n": 1}
+    table = pd.DataFrame([
+        common | {"arch": "squeezenet_dsc", "top1": 0.78, "params": 1,
+                  "protocol": "budget 15 epochs, linear decay", "study_protocol": False},
+        common | {"arch": "squeezenet", "top1": 0.89, "params": 2,
+                  "protocol": STUDY_PROTOCOL, "study_protocol": True},
+    ])  # fmt: skip
+    comparison = study_comparison(table, "souza2020").set_index("arch")
+    assert comparison.loc["squeezenet_dsc", "study's protocol"] == "no: differs"
+    assert comparison.loc["squeezenet", "study's protocol"] == "yes"
+    assert comparison.loc["squeezenet_dsc", "protocol"] == "budget 15 epochs, linear decay"
+    [line, _] = _protocol_lines(comparison.reset_index())
+    assert "Protocols differ from the study's (study schedule (plateau, ≤ 200 epochs))" in line
+    assert "budget 15 epochs, linear decay" in line
+    same = _protocol_lines(comparison.reset_index().iloc[[1]])
+    assert same[0] == f"Every row trained under the study's protocol: {STUDY_PROTOCOL}."
+
+
+def test_set_cannot_change_a_plan_entrys_protocol(tmp_path, capsys):
+    (tmp_path / "plan.toml").write_text(PLAN)
+    args = plan_args(tmp_path, "--report-only", "--set", "max_epochs=9")
+    assert main(args) == 2
+    assert "max_epochs belong to the plan file" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()

@@ -104,10 +104,22 @@ def add_parser(commands) -> None:
     parser.set_defaults(handler=run_suite_command)
 
 
+# What makes a plan entry's identity (with arch and dataset): --set must not change it.
+PLAN_OWNED = ("schedule", "max_epochs", "seeds", "plateau_threshold", "plateau_patience",
+              "plateau_factor", "plateau_max_drops", "early_stop_patience")  # fmt: skip
+
+
 def _run_results_plan(args, entries, work_dir: Path, profile_config, console: Console) -> int:
     """``--results-dir``: train what is not committed, copy it in, report; or park, or report."""
     from ..suite.results import park_unfinished, planned_runs, run_plan, select, write_plan_report
 
+    given = {item.partition("=")[0].strip().replace("-", "_") for item in args.set or []}
+    owned = sorted(given & set(PLAN_OWNED))
+    if owned:
+        raise ArchbenchError(
+            f"with --results-dir, {', '.join(owned)} belong to the plan file: edit it there "
+            "(a changed budget is another protocol, its runs new plan entries)"
+        )
     runs = planned_runs(entries)
     chosen = select(runs, args.only)  # an --only naming no entry fails before any work
     if (args.report_only and not args.report) or (args.park and not args.parked_dir):
@@ -161,7 +173,7 @@ def run_suite_command(args: argparse.Namespace, console: Console) -> int:
     suite_dir = Path(args.runs_dir) if args.runs_dir else Path("runs") / f"suite-{slug(name)}"
     if args.results_dir:
         return _run_results_plan(args, entries, suite_dir, profile_config, console)
-    for flag in ("only", "parked_dir", "park", "report", "report_only"):
+    for flag in ("only", "parked_dir", "park", "report", "report_only", "compare_study"):
         if getattr(args, flag):
             raise ArchbenchError(f"--{flag.replace('_', '-')} needs --results-dir")
     outcome = run_suite(

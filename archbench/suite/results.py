@@ -110,7 +110,7 @@ def run_plan(
             retries=retries,
             profile_config=profile_config,
             console=console,
-            quiet=True,
+            quiet=quiet,
         )
         state = outcome.entries[run.entry.key]
         if outcome.interrupted:
