@@ -185,3 +185,30 @@ def test_set_cannot_change_a_plan_entrys_protocol(tmp_path, capsys):
     assert main(args) == 2
     assert "max_epochs belong to the plan file" in capsys.readouterr().err
     assert not (tmp_path / "report").exists()
+
+
+def test_the_plan_resumes_a_parked_run_copies_it_in_and_drops_the_parked_copy(tmp_path):
+    def interrupt(row):
+        import signal
+
+        signal.raise_signal(signal.SIGINT)
+
+    # Yesterday: the plan's plateau entry, interrupted after its first epoch, then parked.
+    cut = train_run(
+        TrainConfig(arch=TINY, dataset="digits", data_dir=str(tmp_path / "data"),
+                    runs_dir=str(tmp_path / "yesterday"), max_epochs=2, threads=1),
+        console=QUIET, quiet=True, on_epoch_end=interrupt,
+    )  # fmt: skip
+    parked_dir = tmp_path / "in-progress"
+    park(cut.run_dir, parked_dir / "build-digits-plateau2-s0")
+    (tmp_path / "plan.toml").write_text(PLAN)
+    args = plan_args(tmp_path, "--only", "build-digits-plateau2-s0", "--parked-dir",
+                     str(parked_dir))  # fmt: skip
+    assert main(args) == 0
+    [committed] = (tmp_path / "results").iterdir()
+    assert committed.name == cut.run_dir.name  # the parked run itself, resumed to complete
+    result = json.loads((committed / runs.RESULT).read_text())
+    assert result["status"] == "complete" and result["epochs_run"] == 2
+    assert "resuming" in (tmp_path / "work" / "build-digits-plateau2-s0" / cut.run_dir.name
+                          / runs.LOG).read_text()  # fmt: skip
+    assert not (parked_dir / "build-digits-plateau2-s0").exists()
