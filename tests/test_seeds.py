@@ -131,7 +131,7 @@ def test_runs_without_group_are_grouped_by_config_apart_from_seed():
     a, b, c, d, e, f = group_keys(records)
     assert a == b
     assert len({a, c, d}) == 3
-    assert e == f == "group:G"
+    assert e == f == "group:G | study schedule (plateau, ≤ 15 epochs)"  # the protocol too
 
 
 def test_budgeted_runs_are_those_stopped_by_max_epochs():

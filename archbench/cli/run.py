@@ -137,12 +137,18 @@ def add_parser(commands) -> None:
     optim.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     optim.add_argument("--weight-decay", type=float, help="default 0")
     optim.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
-    optim.add_argument("--max-epochs", type=int, help="default 200 (the study); 15 for digits")
+    optim.add_argument(
+        "--max-epochs",
+        type=int,
+        help="default 200 (the study); 15 for digits; with --schedule linear: the budget",
+    )
     optim.add_argument(
         "--schedule",
         choices=SCHEDULES,
         help="plateau (reference code, patience 10; default), plateau-dissertation "
-        "(patience 1) or early-stop (validation loss, best checkpoint restored)",
+        "(patience 1), early-stop (validation loss, best checkpoint restored) or linear "
+        "(a fixed budget: the LR falls per step from --lr to 0 over --max-epochs, every "
+        "epoch runs; for equal-budget comparisons)",
     )
     optim.add_argument("--plateau-threshold", type=float, help="default 0.01")
     optim.add_argument("--plateau-patience", type=int, help="default 10 (1 for the dissertation)")
@@ -206,7 +212,10 @@ def run_training(args: argparse.Namespace, console: Console) -> int:
     seeds = _parse_seeds(args)
     if args.resume:
         outcome = train_run(
-            TrainConfig(), console=console, quiet=args.quiet, resume=Path(args.resume)
+            TrainConfig(max_epochs=args.max_epochs),
+            console=console,
+            quiet=args.quiet,
+            resume=Path(args.resume),
         )
         return _finish(outcome, args, profile_config, console)
     config = TrainConfig(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..errors import ArchbenchError
 from .profile_options import add_profile_options, parse_profile_options
 
 
@@ -62,8 +63,96 @@ def add_parser(commands) -> None:
         help="profile every complete run again (new profiling options, a damaged profile.json)",
     )
     parser.add_argument("--quiet", action="store_true", help="no live progress or summary")
+    results = parser.add_argument_group(
+        "results kept in a repository (a plan that grows over several days)"
+    )
+    results.add_argument(
+        "--results-dir",
+        metavar="DIR",
+        help="committed results: entries already there (same arch, seed, protocol, dataset) "
+        "are skipped; each run that completes is copied in (config.json, metrics.csv, "
+        "result.json, profile.json, curves.png; best.pt, model state only, for seed 0 of "
+        "squeezenet_dsc, squeezenet and mobilenet). Each entry trains under --runs-dir/<entry>",
+    )
+    results.add_argument(
+        "--only",
+        metavar="ENTRIES",
+        help="with --results-dir: train only these entries (names as the pending table shows "
+        "them or suite keys; wildcards, comma-separated)",
+    )
+    results.add_argument(
+        "--parked-dir",
+        metavar="DIR",
+        help="with --results-dir: an interrupted plateau run's last.pt (<= 5 MB) is copied "
+        "here to resume on another machine; restored from here, deleted when the run completes",
+    )
+    results.add_argument(
+        "--park",
+        action="store_true",
+        help="park the unfinished plateau runs in --runs-dir into --parked-dir, train nothing",
+    )
+    results.add_argument(
+        "--report",
+        metavar="FILE",
+        help="with --results-dir: write FILE from the committed runs, a pending row for each "
+        "entry not there yet",
+    )
+    results.add_argument(
+        "--report-only", action="store_true", help="write --report without training anything"
+    )
+    results.add_argument("--title", default="archbench plan", help="the --report's title")
+    results.add_argument(
+        "--compare-study", metavar="STUDY", help="--report: a study's figures next to ours"
+    )
     add_profile_options(parser, with_threads=False)
     parser.set_defaults(handler=run_suite_command)
+
+
+# What makes a plan entry's identity (with arch and dataset): --set must not change it.
+PLAN_OWNED = ("schedule", "max_epochs", "seeds", "plateau_threshold", "plateau_patience",
+              "plateau_factor", "plateau_max_drops", "early_stop_patience")  # fmt: skip
+
+
+def _run_results_plan(args, entries, work_dir: Path, profile_config, console: Console) -> int:
+    """``--results-dir``: train what is not committed, copy it in, report; or park, or report."""
+    from ..suite.results import park_unfinished, planned_runs, run_plan, select, write_plan_report
+
+    given = {item.partition("=")[0].strip().replace("-", "_") for item in args.set or []}
+    owned = sorted(given & set(PLAN_OWNED))
+    if owned:
+        raise ArchbenchError(
+            f"with --results-dir, {', '.join(owned)} belong to the plan file: edit it there "
+            "(a changed budget is another protocol, its runs new plan entries)"
+        )
+    runs = planned_runs(entries)
+    chosen = select(runs, args.only)  # an --only naming no entry fails before any work
+    if (args.report_only and not args.report) or (args.park and not args.parked_dir):
+        raise ArchbenchError("--report-only needs --report FILE; --park needs --parked-dir DIR")
+    code = 0
+    if args.park:
+        for path in park_unfinished(chosen, work_dir, Path(args.parked_dir)):
+            console.print(f"parked {path}", highlight=False)
+    elif not args.report_only:
+        code = run_plan(
+            chosen,
+            Path(args.results_dir),
+            work_dir,
+            parked_dir=Path(args.parked_dir) if args.parked_dir else None,
+            profile_config=profile_config,
+            retries=args.retries,
+            console=console,
+            quiet=args.quiet,
+        )
+    if args.report:
+        path = write_plan_report(
+            runs,
+            Path(args.results_dir),
+            Path(args.report),
+            title=args.title,
+            study=args.compare_study,
+        )
+        console.print(f"wrote {path}", highlight=False)
+    return code
 
 
 def run_suite_command(args: argparse.Namespace, console: Console) -> int:
@@ -86,6 +175,11 @@ def run_suite_command(args: argparse.Namespace, console: Console) -> int:
         overrides=overrides,
     )
     suite_dir = Path(args.runs_dir) if args.runs_dir else Path("runs") / f"suite-{slug(name)}"
+    if args.results_dir:
+        return _run_results_plan(args, entries, suite_dir, profile_config, console)
+    for flag in ("only", "parked_dir", "park", "report", "report_only", "compare_study"):
+        if getattr(args, flag):
+            raise ArchbenchError(f"--{flag.replace('_', '-')} needs --results-dir")
     outcome = run_suite(
         entries,
         suite_dir,

@@ -353,6 +353,7 @@ def profile_model(
     group_map: GroupMap | None = None,
     config: ProfileConfig = ProfileConfig(),  # noqa: B008  (frozen, so a shared default is safe)
     progress: Callable[[str], None] | None = None,
+    record_with: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure ``model`` and write its profile directory; return what ``profile.json`` holds.
 
@@ -374,6 +375,8 @@ def profile_model(
             ``regrouped_confusion_matrix.csv``, ``roc_curve.csv`` and ``roc_curve.png``).
         config: what to measure and how.
         progress: called with a short status line before each stage.
+        record_with: entries saved with the figures (a trained run's ``protocol``), so the
+            profile says under which training protocol its accuracy was reached.
 
     The measurement holds this machine alone among archbench jobs (no training epoch runs
     meanwhile, see :mod:`archbench.measure.exclusive`); ``exclusive`` in the profile says when,
@@ -402,7 +405,9 @@ def profile_model(
         )
         clocks = precision.gpu_clocks() if torch.cuda.is_available() else None
     cuda_precision = {"policy": policy.to_dict(), **precision_state, "clocks": clocks}
-    profile = json_safe({**profile, "cuda_precision": cuda_precision, "exclusive": record})
+    profile = json_safe(
+        {**profile, **(record_with or {}), "cuda_precision": cuda_precision, "exclusive": record}
+    )
     text = json.dumps(profile, indent=2, allow_nan=False) + "\n"
     files.write_bytes(Path(out_dir) / rundir.PROFILE, text.encode())
     say(f"wrote {Path(out_dir) / rundir.PROFILE}")

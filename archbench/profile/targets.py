@@ -21,6 +21,7 @@ from ..errors import ArchbenchError
 from ..locks import DirectoryLock
 from ..measure.quantize import calibration_subset
 from ..train import rundir
+from ..train.protocol import recorded_protocol
 from .config import ProfileConfig
 from .loaded import load_run
 from .model import profile_model
@@ -94,6 +95,7 @@ def profile_run(
             group_map=group_map,
             config=config,
             progress=say,
+            record_with={"protocol": recorded_protocol(run.info.config)},
         )
     if not quiet:
         print_summary(profile, console)

@@ -7,6 +7,8 @@ A seed repeated in such a group is a rerun, not another seed: it starts a group 
 A group's runs must share their validation split (``split_seed``; older runs split by their
 ``seed``): a spread over seeds that also moves the split is not the spread of the seeds, so
 such a group is refused rather than averaged.
+Either way the group key ends with the run's protocol label, so runs of different schedules or
+budgets are never averaged into one row, whatever their ``group`` field says.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ def group_keys(records: Sequence[RunRecord]) -> list[str]:
     seeds_seen: dict[str, list] = {}
     for index in sorted(range(len(records)), key=lambda i: str(records[i].path)):
         config = records[index].config
+        protocol = f" | {records[index].protocol['label']}"
         if config.get("group"):
-            keys[index] = f"group:{config['group']}"
+            keys[index] = f"group:{config['group']}{protocol}"
             continue
         train = config["train"]
         settings = {k: v for k, v in train.items() if k not in NOT_THE_RUN}
@@ -67,7 +70,7 @@ def group_keys(records: Sequence[RunRecord]) -> list[str]:
         seen = seeds_seen.setdefault(digest, [])
         repeat = seen.count(train.get("seed"))
         seen.append(train.get("seed"))
-        keys[index] = f"config:{digest}" + (f"-repeat{repeat}" if repeat else "")
+        keys[index] = f"config:{digest}" + (f"-repeat{repeat}" if repeat else "") + protocol
     return keys
 
 

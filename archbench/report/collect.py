@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import ArchbenchError
 from ..train import TrainConfig, rundir
 from ..train.config import DEFAULT_MAX_EPOCHS as STUDY_MAX_EPOCHS
+from ..train.protocol import recorded_protocol
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,22 @@ class RunRecord:
         return self.status == "complete"
 
     @property
+    def protocol(self) -> dict:
+        """Schedule, budget and label (:mod:`archbench.train.protocol`); old runs: plateau."""
+        return recorded_protocol(self.config)
+
+    @property
     def budget_epochs(self) -> int | None:
         """The epoch budget a run stopped at before its schedule's natural stop, else None.
 
-        Budgeted = ``max_epochs`` below the study's 200, all of them run, and (for the plateau
-        schedules) fewer LR drops than the schedule stops at.
+        Budgeted = a linear decay (its budget is its schedule), or ``max_epochs`` below the
+        study's 200, all of them run, and (for the plateau schedules) fewer LR drops than the
+        schedule stops at.
         """
         train, result = self.config["train"], self.result
         max_epochs, epochs = train.get("max_epochs"), result.get("epochs_run")
+        if self.protocol.get("budget_epochs"):
+            return int(self.protocol["budget_epochs"])
         if not max_epochs or max_epochs >= STUDY_MAX_EPOCHS or (epochs or 0) < max_epochs:
             return None
         schedule = TrainConfig.from_dict(train).make_schedule()

@@ -20,7 +20,7 @@ from .collect import RunRecord, nested_get
 from .figures import write_figures
 from .multilabel import multilabel_section, multilabel_table, write_multilabel_figures
 from .run_figures import run_figures_section
-from .study import study_comparison, study_latency_ratios
+from .study import STUDY_PROTOCOL, study_comparison, study_latency_ratios
 from .study_targets import COST_NOTE, cost_table, target_lines
 from .tables import (
     backends_in,
@@ -30,6 +30,7 @@ from .tables import (
     is_missing,
     relative_table,
     run_table,
+    with_protocol,
 )
 from .transfer import transfer_sections
 
@@ -148,6 +149,8 @@ def study_shaped_table(group: pd.DataFrame, *, mark_budget: bool = False) -> pd.
             shown if is_missing(budget) else f"budgeted ({int(budget)} epochs)"
             for shown, budget in zip(frame["epochs"], group["budget_epochs"], strict=True)
         ]
+    if "protocol" in group.columns:
+        frame["protocol"] = group["protocol"]
     if seeded:
         frame["n"] = group["n"].astype(int)
     return frame.reset_index(drop=True)
@@ -253,6 +256,7 @@ def render_markdown(
                 "± t(0.975, n - 1) x std / sqrt(n); study in t95 says whether the study's "
                 "top-1 lies in it (none for a single run).",
                 "",
+                *_protocol_lines(comparison),
                 _markdown(comparison, 2),
                 "",
             ]
@@ -281,11 +285,27 @@ def render_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _protocol_lines(comparison: pd.DataFrame) -> list[str]:
+    """Say so when rows trained under another protocol than the study's (not a reproduction)."""
+    other = [p for p in dict.fromkeys(comparison["protocol"]) if p != STUDY_PROTOCOL]
+    if not other:
+        return [f"Every row trained under the study's protocol: {STUDY_PROTOCOL}.", ""]
+    return [
+        f"Protocols differ from the study's ({STUDY_PROTOCOL}) in the rows trained under: "
+        f"{'; '.join(other)}. Their accuracy compares networks at that protocol; it does not "
+        "reproduce the study's figure.",
+        "",
+    ]
+
+
 def _targets_section(table: pd.DataFrame, study: str) -> list[str]:
-    """Per dataset: the issue's targets met or not, with the figures, and the training cost."""
+    """Per dataset and protocol: the issue's targets met or not, with the figures, and the
+    training cost."""
     lines = [f"## Targets of the study ({study})", ""]
-    for dataset, group in table.groupby("dataset", sort=False):
-        lines += [f"### {dataset}", "", *target_lines(group, study), ""]
+    for (dataset, protocol), group in with_protocol(table).groupby(
+        ["dataset", "protocol"], sort=False
+    ):
+        lines += [f"### {dataset}, {protocol}", "", *target_lines(group, study), ""]
         lines += [_markdown(cost_table(group), 2), "", COST_NOTE, ""]
     return lines
 
@@ -298,8 +318,11 @@ def write_report(
     study: str | None = None,
     title: str = "archbench report",
     notes: Sequence[str] = (),
+    sections: Sequence[str] = (),
 ) -> tuple[Path, list[Path]]:
-    """Write the markdown page and its PNG figures beside it; return their paths."""
+    """Write the markdown page and its PNG figures beside it; return their paths.
+
+    ``sections``: markdown lines appended at the end (a plan's pending runs)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = aggregate_seeds(run_table(records))
@@ -315,7 +338,7 @@ def write_report(
         figures=figures,
         notes=notes,
         multilabel=multilabel,
-        run_sections=run_figures_section(records, out.parent, out.stem),
+        run_sections=[*run_figures_section(records, out.parent, out.stem), *sections],
     )
     files.write_text(out, text)
     return out, figures

@@ -9,10 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ArchbenchError
-from .tables import is_missing
+from ..train.config import DEFAULT_MAX_EPOCHS
+from ..train.protocol import protocol_of
+from .tables import is_missing, with_protocol
 
 STUDIES = {"souza2020": "souza2020.csv"}
 STUDY_BACKENDS = {"cpu": "cpu-eager", "gpu": "cuda-eager"}
+STUDY_PROTOCOL = protocol_of({"max_epochs": DEFAULT_MAX_EPOCHS}).label
 
 
 def load_study(name: str) -> pd.DataFrame:
@@ -42,10 +45,12 @@ def study_comparison(table: pd.DataFrame, study: str) -> pd.DataFrame:
     Parameter counts are compared with the study's row for the same class count (they do not
     depend on the data); accuracy and size only where the run's dataset is the study's, with
     whether the study's top-1 lies in the 95% t-interval of our mean (seed groups, n >= 2).
+    Each row names its protocol and whether it is the study's (accuracy under another
+    schedule or budget is not a reproduction of the study's figure).
     """
     published = load_study(study)
     rows = []
-    for _, row in table.iterrows():
+    for _, row in with_protocol(table).iterrows():
         same_data = study_dataset(row["dataset"], row["num_classes"])
         by_classes = "cifar100" if row["num_classes"] == 100 else "cifar10"
         ref = published[(published["arch"] == row["arch"]) & (published["dataset"] == by_classes)]
@@ -55,6 +60,8 @@ def study_comparison(table: pd.DataFrame, study: str) -> pd.DataFrame:
         out = {
             "dataset": row["dataset"],
             "arch": row["arch"],
+            "protocol": row["protocol"],
+            "study's protocol": "yes" if row["study_protocol"] else "no: differs",
             "params": row["params"],
             "study_params": int(ref["params"]),
             "params_equal": row["params"] == ref["params"],
@@ -93,7 +100,9 @@ def study_latency_ratios(table: pd.DataFrame, study: str, baseline: str) -> pd.D
     """Latency as ratios to ``baseline`` (hardware differs, ratios travel): study's and ours."""
     published = load_study(study)
     rows = []
-    for dataset, group in table.groupby("dataset", sort=False):
+    for (dataset, protocol), group in with_protocol(table).groupby(
+        ["dataset", "protocol"], sort=False
+    ):
         num_classes = int(group["num_classes"].iloc[0])
         ref_data = "cifar100" if num_classes == 100 else "cifar10"
         ours_base = group[group["arch"] == baseline]
@@ -115,6 +124,7 @@ def study_latency_ratios(table: pd.DataFrame, study: str, baseline: str) -> pd.D
                 rows.append(
                     {
                         "dataset": dataset,
+                        "protocol": protocol,
                         "comparison": f"{row['arch']} / {baseline} {device.upper()} time",
                         "study": float(study_ratio),
                         "here": float(ours / base_ms),

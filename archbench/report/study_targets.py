@@ -83,6 +83,8 @@ def target_lines(group: pd.DataFrame, study: str) -> list[str]:
 def cost_table(group: pd.DataFrame) -> pd.DataFrame:
     """Training cost per network: seconds per epoch, wall hours and CPU hours of all its runs."""
     frame = pd.DataFrame({"architecture": group["arch"]})
+    if "protocol" in group.columns:
+        frame["protocol"] = group["protocol"]
     frame["runs"] = group["n"].astype(int) if "n" in group.columns else 1
     frame["s/epoch"] = group["epoch_seconds"]
     frame["training wall h"] = group["train_seconds"] / 3600

@@ -56,6 +56,8 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
             "seed": record.config["train"].get("seed"),
             "split_seed": legacy_split_seed(record.config["train"]),
             "group": group,
+            "protocol": record.protocol["label"],
+            "study_protocol": bool(record.protocol.get("study")),
             "budget_epochs": record.budget_epochs,
             "train_seconds": seconds,
             "epoch_seconds": _per(seconds, result.get("epochs_run")),
@@ -85,6 +87,20 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+UNRECORDED_PROTOCOL = "not recorded"
+
+
+def with_protocol(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``protocol`` and ``study_protocol`` columns (a table built by hand, not by
+    :func:`run_table`, may lack them: its protocol is "not recorded", not the study's)."""
+    if "protocol" in table.columns and "study_protocol" in table.columns:
+        return table
+    return table.assign(
+        protocol=table.get("protocol", UNRECORDED_PROTOCOL),
+        study_protocol=table.get("study_protocol", False),
+    )
+
+
 def _per(total: float | None, count: int | None) -> float | None:
     return None if total is None or not count else total / count
 
@@ -98,13 +114,15 @@ def backends_in(table: pd.DataFrame) -> list[str]:
 
 
 def relative_table(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Per dataset, each network against ``baseline``: params %, size %, accuracy points, % faster.
+    """Per dataset and protocol, each network against ``baseline``: params %, size %, accuracy
+    points, % faster (accuracy is only comparable under one protocol).
 
     A dataset without a complete baseline run is left out of this table (the main table still
     shows it); the caller reports which.
     """
     rows = []
-    for dataset, group in table.groupby("dataset", sort=False):
+    table = with_protocol(table)
+    for (dataset, protocol), group in table.groupby(["dataset", "protocol"], sort=False):
         base = group[group["arch"] == baseline]
         if base.empty:
             continue
@@ -112,6 +130,7 @@ def relative_table(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
         for _, row in group.iterrows():
             out = {
                 "dataset": dataset,
+                "protocol": protocol,
                 "arch": row["arch"],
                 "params_pct": _ratio_pct(row["params"], base["params"]),
                 "size_pct": _ratio_pct(row["size_mb"], base["size_mb"]),
@@ -153,13 +172,14 @@ def gpu_speedup_table(table: pd.DataFrame) -> pd.DataFrame:
     """The study's table 9: how much faster each network runs on the GPU than on the CPU."""
     pairs = [("cuda-eager", "cpu-eager"), ("cuda-onnxruntime", "cpu-onnxruntime")]
     rows = []
+    table = with_protocol(table)
     for _, row in table.iterrows():
-        out = {"dataset": row["dataset"], "arch": row["arch"]}
+        out = {"dataset": row["dataset"], "protocol": row["protocol"], "arch": row["arch"]}
         for gpu, cpu in pairs:
             value = faster_pct(row.get(f"{gpu}_mean_ms"), row.get(f"{cpu}_mean_ms"))
             if value is not None:
                 out[f"{gpu}_vs_{cpu}_faster_pct"] = value
-        if len(out) > 2:
+        if len(out) > 3:
             rows.append(out)
     return pd.DataFrame(rows)
 
@@ -167,6 +187,7 @@ def gpu_speedup_table(table: pd.DataFrame) -> pd.DataFrame:
 def efficiency_table(table: pd.DataFrame) -> pd.DataFrame:
     """Achieved GFLOP/s, % of the measured peak and the roofline bound, per network and backend."""
     rows = []
+    table = with_protocol(table)
     for _, row in table.iterrows():
         for backend in backends_in(table):
             if is_missing(row.get(f"{backend}_gflops")):
@@ -175,6 +196,7 @@ def efficiency_table(table: pd.DataFrame) -> pd.DataFrame:
             rows.append(
                 {
                     "dataset": row["dataset"],
+                    "protocol": row["protocol"],
                     "arch": row["arch"],
                     "backend": backend,
                     "p50_ms": row[f"{backend}_p50_ms"],
@@ -199,6 +221,7 @@ def _over(value, reference) -> float | None:
 def cold_start_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per network and backend: load, session creation, first inference, inference memory."""
     rows = []
+    table = with_protocol(table)
     for _, row in table.iterrows():
         for backend in backends_in(table):
             if is_missing(row.get(f"{backend}_cold_session_ms")):
@@ -206,6 +229,7 @@ def cold_start_table(table: pd.DataFrame) -> pd.DataFrame:
             rows.append(
                 {
                     "dataset": row["dataset"],
+                    "protocol": row["protocol"],
                     "arch": row["arch"],
                     "backend": backend,
                     "load_ms": row[f"{backend}_cold_load_ms"],

@@ -182,10 +182,12 @@ def plan(
             raise ArchbenchError(f"every [[runs]] entry needs an arch: {extra}")
         # An entry without a dataset runs on each of the plan's datasets.
         extra_datasets = [extra["dataset"]] if "dataset" in extra else wanted
+        # A tag names the entry in its key, so one network can run under two protocols.
+        tag = {"_tag": rundir.slug(str(extra["tag"]))} if extra.get("tag") else {}
         for dataset in extra_datasets:
             if datasets and dataset not in wanted:
                 continue
-            entry = SuiteEntry(extra["arch"], dataset, base | dict(extra.get("set", {})))
+            entry = SuiteEntry(extra["arch"], dataset, base | dict(extra.get("set", {})) | tag)
             entries += _seeded(entry, parse_seeds(extra.get("seeds")) or base_seeds)
     if archs:
         entries = [e for e in entries if _select([e.arch], archs)]

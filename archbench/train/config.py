@@ -18,12 +18,18 @@ from ..data import AUGMENTATIONS, DataConfig, ImageData, dataset_shape
 from ..data.multilabel import CsvLayout
 from ..errors import ArchbenchError
 from .loss import parse_pos_weight
-from .schedule import PLATEAU_PRESETS, EarlyStopConfig, EarlyStopping, PlateauSchedule
+from .schedule import (
+    PLATEAU_PRESETS,
+    EarlyStopConfig,
+    EarlyStopping,
+    LinearDecay,
+    PlateauSchedule,
+)
 from .task import DEFAULT_THRESHOLD, TASKS
 from .transfer.setup import TransferConfig
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
-SCHEDULES = (*PLATEAU_PRESETS, "early-stop")
+SCHEDULES = (*PLATEAU_PRESETS, "early-stop", "linear")
 SELECT_ON = ("val", "test")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
@@ -187,6 +193,18 @@ class TrainConfig:
                 "--val-fraction 0 leaves no validation split: use --select-on test "
                 "and a plateau schedule, or keep a validation split"
             )
+        plateau_flags = {
+            "--plateau-threshold": self.plateau_threshold,
+            "--plateau-patience": self.plateau_patience,
+            "--plateau-factor": self.plateau_factor,
+            "--plateau-max-drops": self.plateau_max_drops,
+        }
+        set_flags = [flag for flag, value in plateau_flags.items() if value is not None]
+        if set_flags and self.schedule not in PLATEAU_PRESETS:
+            raise ArchbenchError(
+                f"{', '.join(set_flags)} tune the plateau schedule; --schedule {self.schedule} "
+                "has no plateaus"
+            )
         if self.pos_weight is not None:
             if self.task != "multilabel":
                 raise ArchbenchError(
@@ -216,7 +234,13 @@ class TrainConfig:
             raise ArchbenchError(str(error)) from None
         self.transfer.validate(self.augment)
 
-    def make_schedule(self) -> PlateauSchedule | EarlyStopping:
+    def make_schedule(
+        self, steps_per_epoch: int = 1
+    ) -> PlateauSchedule | EarlyStopping | LinearDecay:
+        """The schedule this config names; a linear decay spans ``max_epochs`` x
+        ``steps_per_epoch`` optimizer steps (the budget), so it needs the loader's length."""
+        if self.schedule == "linear":
+            return LinearDecay(self.lr, (self.max_epochs or 1) * steps_per_epoch)
         if self.schedule == "early-stop":
             return EarlyStopping(EarlyStopConfig(patience=self.early_stop_patience))
         overrides = {

@@ -28,6 +28,7 @@ from ..measure.sysinfo import describe_system
 from . import rundir
 from .class_weight import resolve_class_weights
 from .config import TrainConfig
+from .protocol import protocol_of
 from .records import RunLog
 from .signals import StopRequest
 from .task import make_task
@@ -154,7 +155,7 @@ def _train_run(
         run_dir = rundir.read_run(resume).path
         with DirectoryLock(run_dir, TRAINING):
             files.remove_stale_temporaries(run_dir)  # a killed writer's half checkpoint
-            run_dir, config = _resume_target(run_dir)
+            run_dir, config = _resume_target(run_dir, config.max_epochs)
             recorded = rundir.read_run(run_dir).config
             prepared = _prepare(config, recorded)
             if annotations:
@@ -175,6 +176,7 @@ def _train_run(
             run_dir / rundir.CONFIG,
             {
                 "train": asdict(config),
+                "protocol": protocol_of(asdict(config)).to_dict(),
                 **grouping,
                 **annotations,
                 "data": prepared.sizes,
@@ -311,13 +313,29 @@ def _test_summary(result: dict) -> str:
     return f"test top-1 {result['test_top1']:.4f}{top5}"
 
 
-def _resume_target(path: Path) -> tuple[Path, TrainConfig]:
+def _resume_target(path: Path, max_epochs: int | None = None) -> tuple[Path, TrainConfig]:
+    """The run directory to continue and its recorded configuration.
+
+    ``max_epochs`` (a ``--max-epochs`` given with ``--resume``) must be the recorded one: a
+    resume continues the run as configured, and for a linear decay the budget *is* the
+    schedule (another budget would change every step's learning rate already taken).
+    """
     info = rundir.read_run(path)
     if info.status == "complete":
         raise ArchbenchError(f"{info.path} is already complete; nothing to resume")
     if not (info.path / rundir.LAST).is_file():
         raise ArchbenchError(f"{info.path} has no {rundir.LAST} to resume from")
     config = TrainConfig.from_dict(info.config["train"])
+    if max_epochs is not None and max_epochs != config.max_epochs:
+        why = (
+            "a linear decay's budget defines its schedule"
+            if config.schedule == "linear"
+            else "a resume continues the run as it was configured"
+        )
+        raise ArchbenchError(
+            f"--max-epochs {max_epochs} differs from {info.path}'s {config.max_epochs}: {why}; "
+            "resume without --max-epochs, or start a new run"
+        )
     config.validate()
     return info.path, config
 

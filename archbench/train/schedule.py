@@ -1,7 +1,9 @@
-"""When to lower the learning rate and when to stop: the study's plateau rule, and early stopping.
+"""When to lower the learning rate and when to stop: the study's plateau rule, early stopping,
+and a linear decay to zero over a fixed epoch budget.
 
-Both are small state machines fed one number per epoch, so they can be unit-tested with
-synthetic loss sequences and saved in a checkpoint as a plain dict.
+The plateau rule and early stopping are small state machines fed one number per epoch; the
+linear decay sets the learning rate before every optimizer step. All three can be unit-tested
+without training and are saved in a checkpoint as a plain dict.
 """
 
 from __future__ import annotations
@@ -128,3 +130,41 @@ class EarlyStopping:
         self.config = EarlyStopConfig(**state["config"])
         self.best_loss = state["best_loss"]
         self.bad_epochs = state["bad_epochs"]
+
+
+class LinearDecay:
+    """The learning rate falls linearly per optimizer step from ``base_lr`` to 0 over the budget.
+
+    Under a fixed epoch budget this is the best simple schedule (Li, Yumer & Ramanan, "Budgeted
+    Training", ICLR 2020). Step ``k`` of ``total_steps`` (counted from 0) trains at
+    ``base_lr * (1 - k / total_steps)``: the first step at ``base_lr``, the last at
+    ``base_lr / total_steps``. The rate is a function of the step alone, so a resumed run
+    repeats an uninterrupted one; the checkpoint keeps ``total_steps`` so a resume with another
+    budget (which would be another schedule) is refused.
+    """
+
+    def __init__(self, base_lr: float, total_steps: int) -> None:
+        if total_steps < 1:
+            raise ValueError("a linear decay needs at least one step")
+        self.base_lr, self.total_steps = base_lr, total_steps
+        self.drops = 0  # never drops the LR in steps; kept so all schedules report the same fields
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimizer step ``step`` (0-based), never below 0."""
+        return self.base_lr * max(0.0, 1.0 - step / self.total_steps)
+
+    def step(self, train_loss: float) -> Action:
+        """Nothing happens at an epoch's end: the budget alone ends training."""
+        return Action.CONTINUE
+
+    def state_dict(self) -> dict:
+        return {"kind": "linear", "base_lr": self.base_lr, "total_steps": self.total_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("kind") != "linear":
+            raise ValueError(f"the checkpoint's schedule is {state.get('kind')!r}, not linear")
+        if state["total_steps"] != self.total_steps or state["base_lr"] != self.base_lr:
+            raise ValueError(
+                f"the checkpoint decays lr {state['base_lr']} over {state['total_steps']} steps, "
+                f"this run {self.base_lr} over {self.total_steps}"
+            )

@@ -22,7 +22,7 @@ from ..measure import exclusive
 from . import rundir
 from .config import TrainConfig, make_optimizer
 from .records import RunLog, epoch_line, write_metrics
-from .schedule import Action
+from .schedule import Action, LinearDecay
 from .signals import StopRequest
 from .task import build_model, make_task
 from .transfer.setup import Transfer
@@ -76,7 +76,7 @@ class Trainer:
         # torch.compile wraps the module; checkpoints keep the plain module's state_dict.
         self.step_model = torch.compile(step_model) if config.compile else step_model
         self.optimizer = make_optimizer(config, trainable)
-        self.schedule = config.make_schedule()
+        self.schedule = config.make_schedule(len(self.train_loader))
         self.epoch = 0
         self.history: list[dict] = []
         self.best = {"epoch": None, "score": None}
@@ -172,9 +172,11 @@ class Trainer:
         task = progress.add_task(f"epoch {self.epoch + 1}", total=len(self.train_loader))
         start = refreshed = time.perf_counter()
         with progress:
+            first_step = self.epoch * len(self.train_loader)
             for step, (images, labels) in enumerate(self.train_loader, start=1):
                 if stop:
                     return None
+                self._set_step_lr(first_step + step - 1)
                 with self._autocast():
                     logits = self.step_model(images)
                     loss = self.task.loss(logits, labels)
@@ -203,6 +205,19 @@ class Trainer:
             "epoch_seconds": seconds,
             "images_per_second": seen / seconds,
         }
+
+    def _set_step_lr(self, step: int) -> None:
+        """A per-step schedule (linear decay) sets the rate of optimizer step ``step``."""
+        if isinstance(self.schedule, LinearDecay):
+            lr = self.schedule.lr_at(step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
+    def _epoch_lr(self) -> float:
+        """The learning rate the next epoch starts with (its first step's, for a linear decay)."""
+        if isinstance(self.schedule, LinearDecay):
+            return self.schedule.lr_at(self.epoch * len(self.train_loader))
+        return self.optimizer.param_groups[0]["lr"]
 
     def _autocast(self):
         """bf16 mixed precision for the training step only; evaluation stays in fp32."""
@@ -241,7 +256,7 @@ class Trainer:
         killed anywhere after that checkpoint resumes straight to ``complete``.
         """
         while self.epoch < self.config.max_epochs and not self.stopped:
-            lr = self.optimizer.param_groups[0]["lr"]
+            lr = self._epoch_lr()
             with exclusive.computing():  # a profile on this node waits for the epoch to end
                 stats = self.train_one_epoch(stop)
                 if stats is None:
