@@ -41,7 +41,6 @@ pytestmark = pytest.mark.slow  # each test trains several runs on a cluster (20-
 TINY = f"{Path(__file__).with_name('tiny_digits_net.py')}:build"
 BROKEN = f"{Path(__file__).with_name('failing_digits_net.py')}:build_broken"
 # Four epochs: a node removed after epoch 1 leaves the run two or more epochs to resume.
-LOOPBACK = "127.0.0.1"
 EPOCHS = 4
 SEEDS = (0, 1, 2, 3)
 # One profiling thread, as in a one-CPU Ray task: one machine-peak probe serves every profile.
@@ -77,11 +76,8 @@ def trained(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    # Every node on the loopback address: the tests' traffic never leaves 127.0.0.1 (Ray
-    # would otherwise pick the machine's network address).
     cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 0, "include_dashboard": False, "node_ip_address": LOOPBACK},
+        initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
     )
     try:
         yield cluster
@@ -94,7 +90,7 @@ def cluster() -> Iterator[Cluster]:
 def two_workers(cluster: Cluster) -> Cluster:
     """The module's cluster with two alive one-CPU worker nodes (a test may have removed one)."""
     while len(cluster.worker_nodes) < 2:
-        cluster.add_node(num_cpus=1, node_ip_address=LOOPBACK)
+        cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     return cluster
 

@@ -150,7 +150,7 @@ def test_ray_backend_runs_the_same_suite_and_profiles_alone(tmp_path):
     ray = pytest.importorskip("ray")
     _, entries = plan(preset="souza2020", datasets="digits", archs=TWO,
                       overrides={"max_epochs": 1, "data_dir": str(tmp_path / "data")})  # fmt: skip
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         with pytest.raises(ArchbenchError, match="--gpus-per-run 1 asks for more GPUs"):
             run_suite(entries, tmp_path / "suite", name="souza2020", backend="ray", gpus_per_run=1)
