@@ -46,7 +46,7 @@ def test_embedded_figures_point_at_files_the_site_publishes():
 
 
 def test_a_plan_is_embedded_as_a_code_block():
-    embedded = _hook().embed("reports/cifar10.toml", "results")
+    embedded = _hook().embed("reports/cifar10/plan.toml", "results")
     assert embedded.startswith("```toml\n") and embedded.endswith("\n```")
     assert 'arch = "squeezenet_dsc"' in embedded
 
