@@ -77,6 +77,9 @@ def test_interrupted_bisect_leaves_the_repository_as_it_was(project):
         [sys.executable, str(project["repo"] / "benchmarks" / "latency_regression.py"), "bisect",
          "--good", project["base"], "--bad", "HEAD", *FAST],
         cwd=project["repo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: a test run started in the background inherits SIGINT ignored, and
+        # Python then installs no KeyboardInterrupt handler, so the signal would be lost.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     for line in process.stderr:  # wait until a bisect step is timing both trees
         if "building" in line:
