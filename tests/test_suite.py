@@ -52,8 +52,12 @@ def entry_status(suite_dir: Path, key: str) -> str | None:
 
 def test_interrupted_suite_resumes_without_redoing_complete_runs(tmp_path):
     suite_dir, data_dir = tmp_path / "suite", tmp_path / "data"
-    process = subprocess.Popen(suite_command(suite_dir, data_dir), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # SIGINT as a terminal delivers it: a test run started in the background inherits it
+    # ignored, and Python then installs no KeyboardInterrupt handler.
+    process = subprocess.Popen(
+        suite_command(suite_dir, data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     # Wait for the event (the first run complete), however long a loaded machine takes: a
     # signal sent at a deadline instead could land anywhere, or after the suite ended.
     while entry_status(suite_dir, "squeezenet_dsc-digits") != "complete":
