@@ -11,11 +11,7 @@ import base64
 import io
 import json
 import logging
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,9 +31,8 @@ from archbench.serve.bench import _encode_png, serve_bench_table  # noqa: E402
 from archbench.train.rundir import BEST, load_checkpoint  # noqa: E402
 from architectures import create_arch  # noqa: E402
 from tests.conftest import copy_run  # noqa: E402
+from tests.serving import ServerProcess as Server  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-START_TIMEOUT_S = 180
 TIE = 1e-4  # as the ONNX parity check: a disagreement within this logit margin is a tie
 
 
@@ -67,57 +62,6 @@ def trained(digits_run, tmp_path_factory) -> dict:
         "logits": logits,
         "classes": best["classes"],
     }
-
-
-def _env() -> dict:
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(REPO_ROOT) + (os.pathsep + path if path else "")}
-
-
-class Server:
-    """``archbench serve`` in a subprocess; its log goes to a file the test can read."""
-
-    def __init__(self, run_dir: Path, log_path: Path, *flags: str):
-        self.log_path = log_path
-        self.stream = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "archbench", "serve", str(run_dir), "--port", "0", *flags],
-            stdout=self.stream,
-            stderr=subprocess.STDOUT,
-            env=_env(),
-        )
-        self.url = self._wait_ready()
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def _wait_ready(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        url = None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited {self.process.returncode}:\n{self.log()}")
-            if url is None:
-                match = re.search(r"on (http://127\.0\.0\.1:\d+)", self.log())
-                url = match.group(1) if match else None
-            if url is not None:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                        return url
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError(f"server not ready within {START_TIMEOUT_S} s:\n{self.log()}")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=60)
-        finally:
-            self.stream.close()
-        return code
 
 
 @pytest.fixture(scope="module")
