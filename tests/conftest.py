@@ -122,6 +122,8 @@ def _torch_threads_restored():
 
 TINY_NET = f"{Path(__file__).with_name('tiny_digits_net.py')}:build"
 """``--arch`` for the tiny CNN: where the network is not what a test is about."""
+TINY_NET_WIDE = f"{Path(__file__).with_name('tiny_digits_net.py')}:build_wide"
+"""A second tiny CNN, for suites that need two distinct entries."""
 
 PROFILE_FAST = ["--backends", "cpu", "--samples", "30", "--warmup", "2", "--batch-sizes", "1,8",
                 "--calibration-samples", "64"]  # fmt: skip

@@ -20,19 +20,27 @@ from archbench.measure import exclusive
 from archbench.profile import ProfileConfig
 from archbench.suite import SUITE_FILE, parse_set, plan, run_suite
 from archbench.train import rundir as runs
-from tests.conftest import TINY_NET
+from tests.conftest import TINY_NET, TINY_NET_WIDE
 
 FAST = ["--samples", "20", "--warmup", "2", "--batch-sizes", "1", "--no-cold-start",
         "--backends", "cpu-eager,cpu-onnxruntime"]  # fmt: skip
 FAST_PROFILE = ProfileConfig(backends=("cpu-eager", "cpu-onnxruntime"), samples=20, warmup=2,
                              batch_sizes=(1,), cold_start=False)  # fmt: skip
-TWO = "squeezenet_dsc,squeezenet"
 
 
-def suite_command(suite_dir: Path, data_dir: Path, archs: str = TWO) -> list[str]:
-    return [sys.executable, "-m", "archbench", "suite", "--preset", "souza2020",
-            "--datasets", "digits", "--archs", archs, "--set", "max_epochs=1", "--quiet",
-            "--runs-dir", str(suite_dir), "--data-dir", str(data_dir), *FAST]  # fmt: skip
+def two_tiny_networks(folder: Path) -> Path:
+    """A suite file of two one-epoch digits runs: the suite, not the networks, is tested."""
+    suite_file = folder / "two.toml"
+    suite_file.write_text(
+        f'archs = ["{TINY_NET}", "{TINY_NET_WIDE}"]\ndatasets = ["digits"]\n'
+        f'[set]\nmax_epochs = 1\ndata_dir = "{folder / "data"}"\n'
+    )
+    return suite_file
+
+
+def suite_command(suite_dir: Path, suite_file: Path) -> list[str]:
+    return [sys.executable, "-m", "archbench", "suite", "--file", str(suite_file), "--quiet",
+            "--runs-dir", str(suite_dir), *FAST]  # fmt: skip
 
 
 def profile_window(run_dir: Path) -> tuple[datetime, datetime]:
@@ -51,41 +59,41 @@ def entry_status(suite_dir: Path, key: str) -> str | None:
 
 
 def test_interrupted_suite_resumes_without_redoing_complete_runs(tmp_path):
-    suite_dir, data_dir = tmp_path / "suite", tmp_path / "data"
+    suite_dir, suite_file = tmp_path / "suite", two_tiny_networks(tmp_path)
     # SIGINT as a terminal delivers it: a test run started in the background inherits it
     # ignored, and Python then installs no KeyboardInterrupt handler.
     process = subprocess.Popen(
-        suite_command(suite_dir, data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        suite_command(suite_dir, suite_file), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     # Wait for the event (the first run complete), however long a loaded machine takes: a
     # signal sent at a deadline instead could land anywhere, or after the suite ended.
-    while entry_status(suite_dir, "squeezenet_dsc-digits") != "complete":
+    while entry_status(suite_dir, "build-digits") != "complete":
         assert process.poll() is None, process.communicate()[1]
         time.sleep(0.1)
     process.send_signal(signal.SIGINT)  # while the second run starts
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err
     state = json.loads((suite_dir / SUITE_FILE).read_text())["entries"]
-    first = state["squeezenet_dsc-digits"]
+    first = state["build-digits"]
     assert first["status"] == "complete"
-    assert state["squeezenet-digits"]["status"] in ("queued", "interrupted")
+    assert state["build_wide-digits"]["status"] in ("queued", "interrupted")
     first_profile = (Path(first["run_dir"]) / runs.PROFILE).read_bytes()
 
-    rerun = subprocess.run(suite_command(suite_dir, data_dir), capture_output=True, text=True,
+    rerun = subprocess.run(suite_command(suite_dir, suite_file), capture_output=True, text=True,
                            timeout=600)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
     state = json.loads((suite_dir / SUITE_FILE).read_text())["entries"]
     assert {k: v["status"] for k, v in state.items()} == {
-        "squeezenet_dsc-digits": "complete",
-        "squeezenet-digits": "complete",
+        "build-digits": "complete",
+        "build_wide-digits": "complete",
     }
-    # The complete run was not redone: same directory, same profile, no second dsc run.
-    assert state["squeezenet_dsc-digits"]["run_dir"] == first["run_dir"]
+    # The complete run was not redone: same directory, same profile, no second run of it.
+    assert state["build-digits"]["run_dir"] == first["run_dir"]
     assert (Path(first["run_dir"]) / runs.PROFILE).read_bytes() == first_profile
-    assert len(list(suite_dir.glob("*-squeezenet_dsc-digits"))) == 1
+    assert len(list(suite_dir.glob("*-build-digits"))) == 1
     report = (suite_dir / "report.md").read_text()
-    assert "| squeezenet_dsc " in report and "| squeezenet " in report
+    assert f"| {TINY_NET} " in report and f"| {TINY_NET_WIDE} " in report
 
 
 def test_a_second_suite_on_a_live_directory_is_refused_and_a_damaged_profile_explained(
@@ -152,8 +160,7 @@ def test_failing_run_is_retried_then_reported_with_its_reason(tmp_path):
 
 def test_ray_backend_runs_the_same_suite_and_profiles_alone(tmp_path):
     ray = pytest.importorskip("ray")
-    _, entries = plan(preset="souza2020", datasets="digits", archs=TWO,
-                      overrides={"max_epochs": 1, "data_dir": str(tmp_path / "data")})  # fmt: skip
+    _, entries = plan(file=two_tiny_networks(tmp_path))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         with pytest.raises(ArchbenchError, match="--gpus-per-run 1 asks for more GPUs"):
@@ -165,8 +172,8 @@ def test_ray_backend_runs_the_same_suite_and_profiles_alone(tmp_path):
     for entry in outcome.entries.values():  # no GPU reserved: each task trained on the CPU
         assert runs.read_run(Path(entry.run_dir)).config["train"]["device"] == "cpu"
     assert {k: e.status for k, e in outcome.entries.items()} == {
-        "squeezenet_dsc-digits": "complete",
-        "squeezenet-digits": "complete",
+        "build-digits": "complete",
+        "build_wide-digits": "complete",
     }
     (a_start, a_end), (b_start, b_end) = (
         profile_window(Path(e.run_dir)) for e in outcome.entries.values()

@@ -10,14 +10,19 @@ from __future__ import annotations
 from torch import nn
 
 
-def build(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+def build(num_classes: int = 10, in_channels: int = 3, width: int = 8) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(in_channels, 8, 3, padding=1),
+        nn.Conv2d(in_channels, width, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(4),
-        nn.Conv2d(8, 16, 3, padding=1),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(2),
         nn.Flatten(),
-        nn.Linear(64, num_classes),
+        nn.Linear(8 * width, num_classes),
     )
+
+
+def build_wide(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """A second network, for suites that need two entries (keys ``build-*``, ``build_wide-*``)."""
+    return build(num_classes, in_channels, width=12)
