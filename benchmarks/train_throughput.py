@@ -55,12 +55,12 @@ from archbench.measure.roofline import MachinePeak, cached_peak  # noqa: E402
 from archbench.measure.sysinfo import describe_system  # noqa: E402
 from archbench.train import PRECISIONS  # noqa: E402
 from archbench.train.breakdown import PHASES, StepBreakdown, profile_steps, write_csv  # noqa: E402
+from archbench.train.config import SPEED_CANDIDATES  # noqa: E402
 
-# Each candidate speed switch: the trainer options that turn it on (defaults otherwise).
+# Each candidate: the trainer options that turn it on (defaults otherwise): the trainer's speed
+# switches, and the two older opt-outs/opt-ins the README compares (channels_last, compile).
 CANDIDATES: dict[str, dict] = {
-    "optimizer-foreach": {"optimizer_impl": "foreach"},
-    "optimizer-fused": {"optimizer_impl": "fused"},
-    "depthwise-contiguous": {"depthwise_contiguous": True},
+    **SPEED_CANDIDATES,
     "no-channels-last": {"channels_last": False},
     "compile": {"compile": True},
 }

@@ -36,6 +36,14 @@ PRECISIONS = ("fp32", "bf16")
 # How torch.optim runs the update: its own default (a per-parameter loop on CPU), one batched
 # call per step over all parameters (foreach) or one fused kernel (fused). Same update rule.
 OPTIMIZER_IMPLS = ("default", "foreach", "fused")
+# Opt-in speed switches (TrainConfig fields) that keep the study's recipe: what
+# benchmarks/train_throughput.py --ab measures against the defaults, and what
+# tests/test_train_numerics.py holds to the default's training loss.
+SPEED_CANDIDATES: dict[str, dict] = {
+    "optimizer-foreach": {"optimizer_impl": "foreach"},
+    "optimizer-fused": {"optimizer_impl": "fused"},
+    "depthwise-contiguous": {"depthwise_contiguous": True},
+}
 
 # The study trains for up to 200 epochs; digits is the offline demo and converges in a few.
 DEFAULT_MAX_EPOCHS = 200
