@@ -56,6 +56,7 @@ from archbench.measure.sysinfo import describe_system  # noqa: E402
 from archbench.train import PRECISIONS  # noqa: E402
 from archbench.train.breakdown import PHASES, StepBreakdown, profile_steps, write_csv  # noqa: E402
 from archbench.train.config import SPEED_CANDIDATES  # noqa: E402
+from architectures import ArchitectureError  # noqa: E402
 
 # Each candidate: the trainer options that turn it on (defaults otherwise): the trainer's speed
 # switches, and the two older opt-outs/opt-ins the README compares (channels_last, compile).
@@ -394,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         run(args)
-    except ArchbenchError as error:
+    except (ArchbenchError, ArchitectureError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
