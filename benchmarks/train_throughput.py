@@ -11,12 +11,14 @@ Three modes, all on the shared mini CIFAR-10 JPEGs, batch 128, Adam, crop + flip
   image (forward, input gradient, weight gradient).
 - ``--breakdown``: torch.profiler over a few training steps of the real loop after a warm-up:
   the top operators by self CPU time in each phase (data, forward, backward, optimizer,
-  metrics), as a table and, with ``--breakdown-csv``, a CSV of every operator.
+  metrics), as a table and, with ``--breakdown-csv``, a CSV of every operator;
+  ``--breakdown-with CANDIDATE`` adds a breakdown with a candidate switched on.
 - ``--ab CANDIDATE``: one speed candidate against the default, in paired rounds that alternate
   which side runs first; the median per-round speedup, its 95% interval and a Wilcoxon p-value.
 
     python benchmarks/train_throughput.py --archs squeezenet_dsc,squeezenet,mobilenet --json t.json
     python benchmarks/train_throughput.py --breakdown --breakdown-csv breakdown.csv
+    python benchmarks/train_throughput.py --breakdown --breakdown-with depthwise-contiguous
     python benchmarks/train_throughput.py --ab optimizer-fused,depthwise-contiguous --rounds 10
 """
 
@@ -175,18 +177,23 @@ def print_throughput_row(rows: list[dict]) -> None:
 # --- breakdown ----------------------------------------------------------------------------------
 
 
-def measure_breakdown(args, arch: str, data: TrainingData, precision: str) -> StepBreakdown:
-    config = data.config(arch, args.batch_size, precision=precision)
+def measure_breakdown(
+    args, arch: str, data: TrainingData, precision: str, variant: str
+) -> StepBreakdown:
+    """A breakdown of ``arch`` at ``precision``, with candidate ``variant`` on (or "default")."""
+    options = CANDIDATES.get(variant, {})
+    config = data.config(arch, args.batch_size, precision=precision, **options)
     with throwaway_trainer(config, data.load(config)) as trainer:
-        return profile_steps(trainer, steps=args.breakdown_steps, warmup=args.warmup)
+        warmup = max(args.warmup, COMPILE_WARMUP) if options.get("compile") else args.warmup
+        return profile_steps(trainer, steps=args.breakdown_steps, warmup=warmup)
 
 
-def print_breakdown(console: Console, arch: str, precision: str, result: StepBreakdown, top: int):
+def print_breakdown(console: Console, key: tuple[str, str, str], result: StepBreakdown, top: int):
     phases = result.phase_ms()
     cpu = result.cpu_ms or 1.0
     shares = ", ".join(f"{p} {100 * ms / cpu:.0f}%" for p, ms in phases.items() if ms > 0)
     table = Table(
-        title=f"{arch} {precision}: {result.wall_ms:.0f} ms per step under the profiler "
+        title=f"{' '.join(key)}: {result.wall_ms:.0f} ms per step under the profiler "
         f"({result.steps} steps); self CPU by phase: {shares}",
         box=box.MARKDOWN,
         title_justify="left",
@@ -286,6 +293,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode.add_argument("--breakdown-steps", type=int, default=2, help="profiled steps (default 2)")
     mode.add_argument("--breakdown-top", type=int, default=8, help="operators shown per phase")
     mode.add_argument("--breakdown-csv", type=Path, metavar="PATH", help="every operator's row")
+    mode.add_argument(
+        "--breakdown-with",
+        metavar="CANDIDATES",
+        help="also break down with each of these candidates on (see --ab), e.g. "
+        "depthwise-contiguous: per-layer rows of both layouts side by side",
+    )
     ab = parser.add_argument_group("A/B (instead of timing)")
     ab.add_argument(
         "--ab",
@@ -303,6 +316,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [c for c in args.ab if c not in CANDIDATES]
     if unknown:
         parser.error(f"--ab {','.join(unknown)}: choose from {', '.join(CANDIDATES)}")
+    args.breakdown_with = [c for c in (args.breakdown_with or "").split(",") if c]
+    unknown = [c for c in args.breakdown_with if c not in CANDIDATES]
+    if unknown:
+        parser.error(f"--breakdown-with {','.join(unknown)}: choose from {', '.join(CANDIDATES)}")
+    if args.breakdown_with and not args.breakdown:
+        parser.error("--breakdown-with needs --breakdown")
     if args.breakdown and args.ab:
         parser.error("--breakdown and --ab are separate modes: run them one at a time")
     if args.breakdown_csv and not args.breakdown:
@@ -320,6 +339,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict:
     """Measure what ``args`` asks for; returns the JSON document (also written to --json)."""
     console = Console(width=BREAKDOWN_WIDTH)  # wide enough for shapes, also in a pipe
+    for arch in args.archs:  # an unknown or unbuildable network fails before any timing
+        training_flops_per_image(arch)
     host = host_facts()
     peak = None
     if not args.breakdown:
@@ -327,8 +348,6 @@ def run(args: argparse.Namespace) -> dict:
             args.peak_cache_dir, "cpu", torch.get_num_threads(), refresh=args.refresh_peak
         )
     print_host(host, peak)
-    for arch in args.archs:  # an unknown or unbuildable network fails before any timing
-        training_flops_per_image(arch)
     document = {
         "convention": FLOP_CONVENTION,
         "host": host,
@@ -338,46 +357,61 @@ def run(args: argparse.Namespace) -> dict:
         root = extract(args.archive, Path(scratch))
         data = TrainingData(root, Path(scratch) / "cache")
         if args.breakdown:
-            breakdowns = {}
-            for arch in args.archs:
-                for precision in args.precisions:
-                    result = measure_breakdown(args, arch, data, precision)
-                    breakdowns[(arch, precision)] = result
-                    print_breakdown(console, arch, precision, result, args.breakdown_top)
-            if args.breakdown_csv:
-                write_csv(args.breakdown_csv, breakdowns)
-                print(f"# wrote {args.breakdown_csv}")
-            document["breakdown"] = [
-                {
-                    "arch": a,
-                    "precision": p,
-                    "steps": b.steps,
-                    "wall_ms": b.wall_ms,
-                    "phase_ms": b.phase_ms(),
-                }
-                for (a, p), b in breakdowns.items()
-            ]
+            run_breakdown(args, data, console, document)
         elif args.ab:
-            document["ab"] = []
-            print(AB_HEADER)
-            for arch in args.archs:
-                for precision in args.precisions:
-                    for candidate in args.ab:
-                        row = measure_ab(args, arch, data, precision, candidate)
-                        document["ab"].append(row)
-                        print_ab(row)
-                        save(args, document)
+            run_ab(args, data, document)
         else:
-            document["rows"] = []
-            print_throughput_header(args)
-            for arch in args.archs:
-                rows = measure_throughput(args, arch, root, data, peak)
-                document["rows"].extend(rows)
-                print_throughput_row(rows)
-                save(args, document)
+            run_throughput(args, root, data, peak, document)
     document["host"]["load_average_end"] = list(os.getloadavg())
     save(args, document)
     return document
+
+
+def run_breakdown(args, data: TrainingData, console: Console, document: dict) -> None:
+    breakdowns: dict[tuple[str, str, str], StepBreakdown] = {}
+    document["breakdown"] = []
+    for arch in args.archs:
+        for precision in args.precisions:
+            for variant in ("default", *args.breakdown_with):
+                result = measure_breakdown(args, arch, data, precision, variant)
+                breakdowns[(arch, precision, variant)] = result
+                print_breakdown(console, (arch, precision, variant), result, args.breakdown_top)
+                document["breakdown"].append(
+                    {
+                        "arch": arch,
+                        "precision": precision,
+                        "variant": variant,
+                        "steps": result.steps,
+                        "wall_ms": result.wall_ms,
+                        "phase_ms": result.phase_ms(),
+                    }
+                )
+                save(args, document)
+    if args.breakdown_csv:
+        write_csv(args.breakdown_csv, breakdowns)
+        print(f"# wrote {args.breakdown_csv}")
+
+
+def run_ab(args, data: TrainingData, document: dict) -> None:
+    document["ab"] = []
+    print(AB_HEADER)
+    for arch in args.archs:
+        for precision in args.precisions:
+            for candidate in args.ab:
+                row = measure_ab(args, arch, data, precision, candidate)
+                document["ab"].append(row)
+                print_ab(row)
+                save(args, document)
+
+
+def run_throughput(args, root: Path, data: TrainingData, peak, document: dict) -> None:
+    document["rows"] = []
+    print_throughput_header(args)
+    for arch in args.archs:
+        rows = measure_throughput(args, arch, root, data, peak)
+        document["rows"].extend(rows)
+        print_throughput_row(rows)
+        save(args, document)
 
 
 def save(args: argparse.Namespace, document: dict) -> None:

@@ -81,7 +81,7 @@ def test_breakdown_csv_of_the_script(tmp_path, capsys):
     path = tmp_path / "out" / "breakdown.csv"
     code = train_throughput.main(
         [*TINY_LOOP, "--breakdown", "--breakdown-steps", "1", "--precisions", "fp32",
-         "--breakdown-csv", str(path)]
+         "--breakdown-with", "optimizer-foreach", "--breakdown-csv", str(path)]
     )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
@@ -91,8 +91,16 @@ def test_breakdown_csv_of_the_script(tmp_path, capsys):
     assert tuple(rows[0]) == CSV_COLUMNS
     assert {row["arch"] for row in rows} == {TINY_NET}
     assert {row["precision"] for row in rows} == {"fp32"}
-    assert {"data", "forward", "backward", "optimizer"} <= {row["phase"] for row in rows}
-    assert math.isclose(sum(float(row["share_of_step"]) for row in rows), 1.0, rel_tol=1e-6)
+    for variant in ("default", "optimizer-foreach"):
+        mine = [row for row in rows if row["variant"] == variant]
+        assert {"data", "forward", "backward", "optimizer"} <= {row["phase"] for row in mine}
+        assert math.isclose(sum(float(row["share_of_step"]) for row in mine), 1.0, rel_tol=1e-6)
+    # foreach Adam updates every parameter in one batched call: its own operators show it
+    # (torch's default on CPU tensors is a loop over the parameters, with no _foreach_ ops).
+    foreach = {row["operator"] for row in rows if row["variant"] == "optimizer-foreach"}
+    default = {row["operator"] for row in rows if row["variant"] == "default"}
+    assert any(name.startswith("aten::_foreach_") for name in foreach)
+    assert not any(name.startswith("aten::_foreach_") for name in default)
 
 
 def test_throughput_json_rows_and_host(tmp_path, capsys):
@@ -153,6 +161,8 @@ def test_ab_rounds_pair_default_and_candidate(tmp_path):
         (["--ab", "turbo"], "--ab turbo: choose from"),
         (["--precisions", "fp16"], "--precisions fp16: choose from"),
         (["--breakdown-csv", "x.csv"], "--breakdown-csv needs --breakdown"),
+        (["--breakdown-with", "compile"], "--breakdown-with needs --breakdown"),
+        (["--breakdown", "--breakdown-with", "turbo"], "--breakdown-with turbo: choose from"),
         (["--breakdown", "--ab", "compile"], "separate modes"),
         (["--archive", "/nonexistent.tar.gz"], "no such file"),
     ],

@@ -145,14 +145,15 @@ def attribute(events: Iterable, steps: int) -> tuple[OperatorTime, ...]:
     return tuple(sorted(rows, key=lambda op: op.self_cpu_ms, reverse=True))
 
 
-CSV_COLUMNS = ("arch", "precision", *(f.name for f in fields(OperatorTime)))
+CSV_COLUMNS = ("arch", "precision", "variant", *(f.name for f in fields(OperatorTime)))
 
 
-def write_csv(path: Path, breakdowns: dict[tuple[str, str], StepBreakdown]) -> None:
-    """One CSV of every operator row of every (arch, precision) breakdown, written atomically."""
+def write_csv(path: Path, breakdowns: dict[tuple[str, str, str], StepBreakdown]) -> None:
+    """One CSV of every operator row of every breakdown, keyed (arch, precision, variant: the
+    settings it ran with), written atomically."""
     rows = [
-        {"arch": arch, "precision": precision, **asdict(op)}
-        for (arch, precision), breakdown in breakdowns.items()
+        {"arch": arch, "precision": precision, "variant": variant, **asdict(op)}
+        for (arch, precision, variant), breakdown in breakdowns.items()
         for op in breakdown.operators
     ]
     buffer = io.StringIO()
