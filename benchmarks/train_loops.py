@@ -4,11 +4,13 @@ The reference loop is what the study's code (and most CIFAR tutorials) do: torch
 ImageFolder decoding JPEGs with per-image PIL transforms (random crop with 4-pixel padding,
 horizontal flip, ToTensor, Normalize) fed by a DataLoader, and an eager model. archbench keeps the
 decoded images in memory as uint8 tensors and augments whole batches. Both train the same network
-with the same optimizer on the same real CIFAR-10 JPEGs.
+with the same optimizer on the same real CIFAR-10 JPEGs. Also here: the host facts every result
+carries (:func:`host_facts`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tarfile
 import tempfile
@@ -26,6 +28,9 @@ sys.path.insert(0, str(REPO))
 
 from archbench.data import CIFAR_MEAN, CIFAR_STD, ImageData, load_data  # noqa: E402
 from archbench.measure.complexity import count_macs  # noqa: E402
+from archbench.measure.numerics import bf16_skip_reason  # noqa: E402
+from archbench.measure.roofline import MachinePeak  # noqa: E402
+from archbench.measure.sysinfo import describe_system  # noqa: E402
 from archbench.train import RunLog, StopRequest, TrainConfig, Trainer  # noqa: E402
 from architectures import create_arch  # noqa: E402
 
@@ -171,3 +176,28 @@ def archbench_images_per_second(arch: str, data: TrainingData, loop: Loop) -> fl
         while timed.stop_time is None:  # a short epoch: go on into the next one
             trainer.train_one_epoch(timed)
         return loop.steps * loop.batch_size / (timed.stop_time - timed.start)
+
+
+def host_facts() -> dict:
+    """The machine, its bf16 support, threads, versions and how busy it is right now."""
+    reason = bf16_skip_reason()
+    return {
+        **describe_system(),
+        "bf16_native": reason is None,
+        "bf16_note": reason,
+        "interop_threads": torch.get_num_interop_threads(),
+        "load_average": list(os.getloadavg()),
+    }
+
+
+def print_host(host: dict, peak: MachinePeak | None) -> None:
+    print(
+        f"# {host['cpu_model']} | {host['logical_cores']} cores | torch "
+        f"{host['versions']['torch']} | threads {host['torch_threads']} (inter-op "
+        f"{host['interop_threads']}) | native bf16: {'yes' if host['bf16_native'] else 'no'} "
+        f"| load average {' '.join(f'{v:.2f}' for v in host['load_average'])}"
+    )
+    if peak is not None:
+        probes = ", ".join(f"{name} {value:.0f}" for name, value in peak.probes.items())
+        print(f"# fp32 peak {peak.gflops:.0f} GFLOP/s (best of: {probes})")
+        print(f"# {FLOP_CONVENTION}")

@@ -45,6 +45,8 @@ from train_loops import (  # noqa: E402  (benchmarks/train_loops.py: the timed l
     TrainingData,
     archbench_images_per_second,
     extract,
+    host_facts,
+    print_host,
     reference_images_per_second,
     throwaway_trainer,
     training_flops_per_image,
@@ -52,9 +54,7 @@ from train_loops import (  # noqa: E402  (benchmarks/train_loops.py: the timed l
 
 from archbench import files  # noqa: E402
 from archbench.errors import ArchbenchError  # noqa: E402
-from archbench.measure.numerics import bf16_skip_reason  # noqa: E402
 from archbench.measure.roofline import MachinePeak, cached_peak  # noqa: E402
-from archbench.measure.sysinfo import describe_system  # noqa: E402
 from archbench.train import PRECISIONS  # noqa: E402
 from archbench.train.breakdown import PHASES, StepBreakdown, profile_steps, write_csv  # noqa: E402
 from archbench.train.config import SPEED_CANDIDATES  # noqa: E402
@@ -75,31 +75,6 @@ AB_HEADER = (
     "| arch | precision | candidate | default img/s | candidate img/s | speedup (95% CI) | p "
     "| verdict |\n|---|---|---|---:|---:|---:|---:|---|"
 )
-
-
-def host_facts() -> dict:
-    """The machine, its bf16 support, threads, versions and how busy it is right now."""
-    reason = bf16_skip_reason()
-    return {
-        **describe_system(),
-        "bf16_native": reason is None,
-        "bf16_note": reason,
-        "interop_threads": torch.get_num_interop_threads(),
-        "load_average": list(os.getloadavg()),
-    }
-
-
-def print_host(host: dict, peak: MachinePeak | None) -> None:
-    print(
-        f"# {host['cpu_model']} | {host['logical_cores']} cores | torch "
-        f"{host['versions']['torch']} | threads {host['torch_threads']} (inter-op "
-        f"{host['interop_threads']}) | native bf16: {'yes' if host['bf16_native'] else 'no'} "
-        f"| load average {' '.join(f'{v:.2f}' for v in host['load_average'])}"
-    )
-    if peak is not None:
-        probes = ", ".join(f"{name} {value:.0f}" for name, value in peak.probes.items())
-        print(f"# fp32 peak {peak.gflops:.0f} GFLOP/s (best of: {probes})")
-        print(f"# {FLOP_CONVENTION}")
 
 
 # --- throughput ---------------------------------------------------------------------------------
@@ -269,17 +244,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(archbench.measure.roofline), cached per machine and thread count.",
     )
     parser.add_argument(
-        "--archive", type=Path, default=REPO.parent / "shared" / "data" / "cifar10-jpg-mini.tar.gz"
+        "--archive",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "cifar10-jpg-mini.tar.gz",
+        help="CIFAR-10 JPEG archive to train on (default: the shared mini set)",
     )
-    parser.add_argument("--archs", default="squeezenet_dsc,squeezenet", help="comma-separated")
     parser.add_argument(
-        "--precisions", default="fp32,bf16", help="comma-separated, of: " + ", ".join(PRECISIONS)
+        "--archs",
+        default="squeezenet_dsc,squeezenet",
+        help="comma-separated (default squeezenet_dsc,squeezenet)",
     )
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per loop")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    parser.add_argument("--repeats", type=int, default=3, help="median of this many loops")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
+    parser.add_argument(
+        "--precisions",
+        default="fp32,bf16",
+        help="comma-separated, of: " + ", ".join(PRECISIONS) + " (default fp32,bf16)",
+    )
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per loop (default 30)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="median of this many loops (default 3)"
+    )
+    parser.add_argument("--batch-size", type=int, default=128, help="default 128, the study's")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="reference DataLoader workers (default 2)"
+    )
     parser.add_argument("--compile", action="store_true", help="also time archbench --compile")
     parser.add_argument("--threads", type=int, help="intra-op threads (default: torch's)")
     parser.add_argument("--interop-threads", type=int, help="inter-op threads (default: torch's)")
@@ -291,7 +279,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode = parser.add_argument_group("breakdown (instead of timing)")
     mode.add_argument("--breakdown", action="store_true", help="profile steps per operator")
     mode.add_argument("--breakdown-steps", type=int, default=2, help="profiled steps (default 2)")
-    mode.add_argument("--breakdown-top", type=int, default=8, help="operators shown per phase")
+    mode.add_argument(
+        "--breakdown-top", type=int, default=8, help="operators shown per phase (default 8)"
+    )
     mode.add_argument("--breakdown-csv", type=Path, metavar="PATH", help="every operator's row")
     mode.add_argument(
         "--breakdown-with",
@@ -305,7 +295,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="CANDIDATES",
         help="comma-separated candidates against the default: " + ", ".join(CANDIDATES),
     )
-    ab.add_argument("--rounds", type=int, default=10, help="paired rounds per candidate (>= 6)")
+    ab.add_argument(
+        "--rounds",
+        type=int,
+        default=10,
+        help="paired rounds per candidate (default 10; >= 6 for p < 0.05)",
+    )
     args = parser.parse_args(argv)
     args.archs = [a for a in args.archs.split(",") if a]
     args.precisions = [p for p in args.precisions.split(",") if p]
