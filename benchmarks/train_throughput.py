@@ -407,6 +407,8 @@ def run_throughput(args, root: Path, data: TrainingData, peak, document: dict) -
         document["rows"].extend(rows)
         print_throughput_row(rows)
         save(args, document)
+        if any(row["peak_fraction"] > 1 for row in rows):  # the cached peak came from a busy spell
+            print("# warning: above 100% of the cached peak: probe it again (--refresh-peak)")
 
 
 def save(args: argparse.Namespace, document: dict) -> None:
