@@ -13,7 +13,15 @@ from .profile_options import add_profile_options, parse_profile_options
 
 def add_parser(commands) -> None:
     from ..data import AUGMENTATIONS
-    from ..train import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, SELECT_ON, TrainConfig
+    from ..train import (
+        DEVICES,
+        OPTIMIZER_IMPLS,
+        OPTIMIZERS,
+        PRECISIONS,
+        SCHEDULES,
+        SELECT_ON,
+        TrainConfig,
+    )
     from ..train.task import TASKS
     from ..train.transfer import FINETUNE_MODES, POOLINGS
 
@@ -191,6 +199,19 @@ def add_parser(commands) -> None:
         action="store_true",
         default=None,
         help="torch.compile the model (slow start, faster steps)",
+    )
+    machine.add_argument(
+        "--optimizer-impl",
+        choices=OPTIMIZER_IMPLS,
+        help="how torch.optim runs the update, same rule: default (torch's), foreach (one "
+        "batched call over all parameters) or fused (one kernel); a speed candidate",
+    )
+    machine.add_argument(
+        "--depthwise-contiguous",
+        action="store_true",
+        default=None,
+        help="run depthwise convolutions in NCHW inside the channels_last model (a speed "
+        "candidate: benchmarks/train_throughput.py --ab depthwise-contiguous)",
     )
     machine.add_argument("--runs-dir", help=f"default {defaults.runs_dir}/")
     machine.add_argument(

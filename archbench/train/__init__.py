@@ -7,10 +7,13 @@
 - :mod:`.class_weight`: `--class-weight` (balanced or a list) resolved to numbers.
 - :mod:`.rundir`: the run directory's files, checkpoints and how to read them back.
 - :mod:`.records`: ``train.log`` and ``metrics.csv``; :mod:`.signals`: a clean Ctrl-C.
+- :mod:`.layout`: per-layer memory layout (depthwise convolutions in NCHW, a speed candidate).
+- :mod:`.breakdown`: where a training step's time goes, by phase and operator (torch.profiler).
 """
 
 from .config import (
     DEVICES,
+    OPTIMIZER_IMPLS,
     OPTIMIZERS,
     PRECISIONS,
     SCHEDULES,
@@ -25,6 +28,7 @@ from .trainer import Trainer
 __all__ = [
     "DEVICES",
     "EXIT_INTERRUPTED",
+    "OPTIMIZER_IMPLS",
     "OPTIMIZERS",
     "PRECISIONS",
     "SCHEDULES",

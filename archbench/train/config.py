@@ -33,6 +33,17 @@ SCHEDULES = (*PLATEAU_PRESETS, "early-stop", "linear")
 SELECT_ON = ("val", "test")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
+# How torch.optim runs the update: its own default (a per-parameter loop on CPU), one batched
+# call per step over all parameters (foreach) or one fused kernel (fused). Same update rule.
+OPTIMIZER_IMPLS = ("default", "foreach", "fused")
+# Opt-in speed switches (TrainConfig fields) that keep the study's recipe: what
+# benchmarks/train_throughput.py --ab measures against the defaults, and what
+# tests/test_train_numerics.py holds to the default's training loss.
+SPEED_CANDIDATES: dict[str, dict] = {
+    "optimizer-foreach": {"optimizer_impl": "foreach"},
+    "optimizer-fused": {"optimizer_impl": "fused"},
+    "depthwise-contiguous": {"depthwise_contiguous": True},
+}
 
 # The study trains for up to 200 epochs; digits is the offline demo and converges in a few.
 DEFAULT_MAX_EPOCHS = 200
@@ -74,6 +85,10 @@ class TrainConfig:
     channels_last: bool = True  # ~1.4x faster training steps on CPU (benchmarks/)
     precision: str = "fp32"  # bf16 = autocast mixed precision for the training step
     compile: bool = False
+    # Candidate speed switches (benchmarks/train_throughput.py --ab measures each against the
+    # default); opt-in until measured on both host kinds.
+    optimizer_impl: str = "default"  # default | foreach | fused (OPTIMIZER_IMPLS)
+    depthwise_contiguous: bool = False  # depthwise convs in NCHW inside a channels_last model
     input_size: int | None = None  # --input-size: square images of this side, for any network
     # (C, H, W) the network is fed: resolved from the network and the dataset (input_shape())
     input_shape: tuple[int, int, int] | None = None
@@ -181,6 +196,7 @@ class TrainConfig:
             ("--select-on", self.select_on, SELECT_ON),
             ("--device", self.device, DEVICES),
             ("--precision", self.precision, PRECISIONS),
+            ("--optimizer-impl", self.optimizer_impl, OPTIMIZER_IMPLS),
             ("--task", self.task, TASKS),
         ]
         if self.augment is not None:
@@ -188,6 +204,11 @@ class TrainConfig:
         for flag, value, allowed in choices:
             if value not in allowed:
                 raise ArchbenchError(f"{flag} {value!r} is not one of {', '.join(allowed)}")
+        if self.depthwise_contiguous and not self.channels_last:
+            raise ArchbenchError(
+                "--depthwise-contiguous changes the depthwise layers of a channels_last model; "
+                "with --no-channels-last every layer is contiguous already"
+            )
         if self.val_fraction == 0 and (self.select_on == "val" or self.schedule == "early-stop"):
             raise ArchbenchError(
                 "--val-fraction 0 leaves no validation split: use --select-on test "
@@ -273,10 +294,16 @@ def resolve_device(device: str) -> str:
 
 
 def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
-    """The optimizer ``config`` names, with its learning rate, momentum and weight decay."""
+    """The optimizer ``config`` names, with its learning rate, momentum and weight decay, run
+    by ``config.optimizer_impl`` (torch's default, foreach or fused: the same update rule)."""
+    impl = {"foreach": {"foreach": True}, "fused": {"fused": True}}.get(config.optimizer_impl, {})
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            parameters,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            **impl,
         )
     optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return optimizer(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    return optimizer(parameters, lr=config.lr, weight_decay=config.weight_decay, **impl)
