@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import files, paths
 from . import precision
+from .caches import probe_cache_levels
 from .onnxrt import create_session
 from .sysinfo import machine_id
 
@@ -53,6 +54,9 @@ class MachinePeak:
     probes: dict[str, float] = field(default_factory=dict)  # GFLOP/s of each probe
     bandwidth_probes: dict[str, float] = field(default_factory=dict)  # GB/s of each probe
     precision: dict | None = None  # CUDA: the TF32/cuDNN switches the probe ran under
+    numeric_format: str = "fp32"  # whose FLOP/s ``gflops`` is (archbench.measure.formats)
+    # Faster memory levels, fastest first: {"level", "bytes" (working set that fits), "gbps"}.
+    cache_levels: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,8 +65,21 @@ class MachinePeak:
     def from_dict(cls, data: dict[str, Any]) -> MachinePeak:
         if "bandwidth_probes" not in data:
             raise ValueError("a peak from before the bandwidth probes: measure again")
+        if data.get("device") == "cpu" and "cache_levels" not in data:
+            raise ValueError("a peak from before the cache-level probes: measure again")
         fields = cls.__dataclass_fields__
         return cls(**{key: value for key, value in data.items() if key in fields})
+
+    def level_for(self, nbytes: int) -> tuple[str, float]:
+        """The fastest memory level a working set of ``nbytes`` fits, and its GB/s.
+
+        A level is never charged below DRAM bandwidth: a faster level that probed slower (a
+        noisy probe, or a "last-level cache" the size of DRAM) cannot make a floor higher.
+        """
+        for level in self.cache_levels:
+            if nbytes <= level["bytes"]:
+                return level["level"], max(float(level["gbps"]), self.gbps)
+        return "DRAM", self.gbps
 
 
 def _best_seconds_cpu(fn, repeats: int) -> float:
@@ -234,6 +251,7 @@ def measure_peak(
                 bandwidth["onnxruntime_gemv"] = read / seconds / 1e9
             except ImportError:
                 pass
+        levels = probe_cache_levels(used_threads, repeats) if device == "cpu" else []
     finally:
         torch.set_num_threads(previous)
     name = torch.cuda.get_device_name(0) if device == "cuda" else None
@@ -249,6 +267,7 @@ def measure_peak(
         probes=probes,
         bandwidth_probes=bandwidth,
         precision=precision.current_state() if device == "cuda" else None,
+        cache_levels=levels,
     )
 
 
@@ -301,15 +320,24 @@ def cached_peak(
 
 
 def min_bytes_moved(
-    model: nn.Module, input_shape: tuple[int, ...], output_numel: int, dtype_bytes: int = 4
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    output_numel: int,
+    dtype_bytes: int = 4,
+    weight_bytes: int | None = None,
 ) -> int:
     """Compulsory bytes of one forward pass: parameters + floating buffers + input + output.
 
     Integer buffers (BatchNorm's ``num_batches_tracked``) are not read in eval mode and are left
-    out. Activations are assumed cache-resident, so this is a lower bound.
+    out. Activations are assumed cache-resident, so this is a lower bound. ``weight_bytes``:
+    bytes of one weight in the backend's format (``None``: the parameters' own size).
     """
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    weights += sum(b.numel() * b.element_size() for b in model.buffers() if b.is_floating_point())
+    weights = sum(p.numel() * (weight_bytes or p.element_size()) for p in model.parameters())
+    weights += sum(
+        b.numel() * (weight_bytes or b.element_size())
+        for b in model.buffers()
+        if b.is_floating_point()
+    )
     input_numel = 1
     for dim in input_shape:
         input_numel *= int(dim)
@@ -339,4 +367,5 @@ def roofline(macs: int, p50_ms: float, peak: MachinePeak, bytes_moved: int) -> d
         "p50_ms": p50_ms,
         "peak_gflops": peak.gflops,
         "peak_gbps": peak.gbps,
+        "peak_format": peak.numeric_format,
     }
