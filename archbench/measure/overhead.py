@@ -226,6 +226,24 @@ def cached_op_costs(cache_dir, backend: str, threads: int, *, refresh: bool = Fa
     return costs
 
 
+def furthest_below_floor(
+    costs: list[LayerCost], measured_ms: dict[str, float], peak: MachinePeak
+) -> dict[str, Any] | None:
+    """The timed layer with the smallest measured / floor ratio (``None``: none timed)."""
+    rows = [
+        {
+            "name": cost.name,
+            "measured_ms": measured_ms[cost.name],
+            "floor_ms": cost.bound_ms(peak),
+            "ratio": measured_ms[cost.name] / cost.bound_ms(peak),
+            "level": cost.level(peak),
+        }
+        for cost in costs
+        if cost.name in measured_ms and cost.bound_ms(peak) > 0
+    ]
+    return min(rows, key=lambda row: row["ratio"]) if rows else None
+
+
 def floor_figures(
     costs: list[LayerCost],
     peak: MachinePeak,
@@ -246,6 +264,7 @@ def floor_figures(
         "floor_dram_ms": floor_dram,
         "p50_over_floor": p50_ms / floor if floor > 0 else None,
         "layers_most_above_floor": most_above_floor(costs, measured_ms, peak),
+        "layer_furthest_below_floor": furthest_below_floor(costs, measured_ms, peak),
     }
     if op_costs is None:
         return figures

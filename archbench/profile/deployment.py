@@ -161,18 +161,22 @@ def cold_starts(arch, num_classes, latency, paths, out_dir, sample, threads, say
         result.cold_start = figures
 
 
-def _format_costs(model, sample, macs, fmt):
+def format_costs(model, sample, macs, fmt):
+    """Every layer's FLOPs and bytes with ``fmt``'s element size (int8: 1 byte)."""
     size = ELEMENT_BYTES[fmt]
     return layer_costs(
         model, tuple(sample.shape), activation_bytes=size, weight_bytes=size, total_macs=macs
     )
 
 
-def _layer_times(backend, model, paths, sample, costs, threads) -> dict[str, float]:
+def layer_times(backend, model, paths, sample, costs, threads) -> dict[str, float]:
+    """Each layer's measured milliseconds on ``backend`` (CPU; ``paths``: its ONNX file)."""
     if backend in EAGER_DTYPES or backend == "cpu-eager":
         dtype = EAGER_DTYPES.get(backend, torch.float32)
         with eval_copy(model, "cpu") as cpu_model, torch_threads(threads):
-            return eager_layer_times(cpu_model.to(dtype), sample.to(dtype), costs)
+            # a copy in another dtype: eval_copy may yield the caller's own model
+            converted = copy.deepcopy(cpu_model).to(dtype) if dtype != torch.float32 else cpu_model
+            return eager_layer_times(converted, sample.to(dtype), costs)
     if backend in paths:
         return onnxruntime_layer_times(paths[backend], sample, costs, threads=threads)
     return {}
@@ -198,7 +202,7 @@ def layerwise(model, rooflines, peaks, latency, paths, sample, macs, out_dir, th
         peak = MachinePeak.from_dict(peaks[fmt])
         try:
             if fmt not in costs_of:
-                costs_of[fmt] = _format_costs(model, sample, macs, fmt)
+                costs_of[fmt] = format_costs(model, sample, macs, fmt)
                 rows.extend(layer_costs_to_csv_rows(costs_of[fmt], peak))
         except Exception as error:
             reading["layerwise_error"] = describe_error(error)
@@ -206,17 +210,17 @@ def layerwise(model, rooflines, peaks, latency, paths, sample, macs, out_dir, th
         costs = costs_of[fmt]
         times: dict[str, float] = {}
         try:
-            times = _layer_times(backend, model, paths, sample, costs, threads)
+            times = layer_times(backend, model, paths, sample, costs, threads)
         except Exception as error:
             reading["layer_times_error"] = describe_error(error)
         p50 = latency[backend].batch1.p50_ms
         reading.update(layerwise_roofline(costs, peak, p50, times))
-        reading.update(_floors(costs, peak, p50, times, backend, threads, cache))
+        reading.update(floors(costs, peak, p50, times, backend, threads, cache))
     if rows:
         write_csv(out_dir / "layerwise_roofline.csv", CSV_HEADER, rows)
 
 
-def _floors(costs, peak, p50, times, backend, threads, cache) -> dict[str, Any]:
+def floors(costs, peak, p50, times, backend, threads, cache) -> dict[str, Any]:
     """The floors and the overhead model (its error recorded when the probe fails)."""
     try:
         op_costs = cached_op_costs(cache, backend, threads)
