@@ -39,13 +39,19 @@ import inputs  # noqa: E402  (benchmarks/inputs.py: every script's input shapes)
 from archbench.data import DataConfig, load_data, normalize  # noqa: E402
 from archbench.measure.complexity import count_macs  # noqa: E402
 from archbench.measure.export import export_onnx  # noqa: E402
-from archbench.measure.formats import ELEMENT_BYTES, cached_format_peak, peak_format  # noqa: E402
+from archbench.measure.formats import (  # noqa: E402
+    ELEMENT_BYTES,
+    cached_format_peak,
+    costs_in_format,
+    peak_format,
+)
 from archbench.measure.latency import measure_latency  # noqa: E402
+from archbench.measure.layerwise import layer_costs  # noqa: E402
 from archbench.measure.numerics import bf16_skip_reason, compare_to_fp32  # noqa: E402
 from archbench.measure.onnxrt import create_session  # noqa: E402
 from archbench.measure.quantize import calibration_subset, quantize_int8  # noqa: E402
 from archbench.measure.roofline import min_bytes_moved, roofline  # noqa: E402
-from archbench.profile.deployment import floors, format_costs, layer_times  # noqa: E402
+from archbench.profile.deployment import floors, layer_times  # noqa: E402
 from archbench.train.rundir import load_checkpoint, read_run  # noqa: E402
 from architectures import create_arch, list_archs  # noqa: E402
 
@@ -91,7 +97,7 @@ def _logits(path: Path, images: torch.Tensor, threads: int) -> torch.Tensor:
     return torch.cat([torch.from_numpy(chunk) for chunk in chunks])
 
 
-def backend_row(label, backend, model, paths, test, macs, args) -> dict:
+def backend_row(label, backend, model, paths, test, macs, fp32_costs, args) -> dict:
     """One network on one backend: p50, its floors, the model's expected time, the ratios."""
     result = measure_latency(
         backend,
@@ -106,7 +112,7 @@ def backend_row(label, backend, model, paths, test, macs, args) -> dict:
     fmt = peak_format(backend)
     peak = cached_format_peak(args.peak_cache, "cpu", args.threads, fmt)
     sample = test[:1]
-    costs = format_costs(model, sample, macs, fmt)
+    costs = costs_in_format(fp32_costs, fmt)
     times = layer_times(backend, model, paths, sample, costs, args.threads)
     p50 = result.batch1.p50_ms
     size = ELEMENT_BYTES[fmt]
@@ -144,7 +150,10 @@ def network_rows(label, model, data_config, mean, std, trained, args) -> list[di
         int8 = quantize_int8(fp32_path, int8_path, calibration_subset(train, args.calibration))
         assert int8.ok, int8.error
         paths = {"cpu-onnxruntime": fp32_path, "cpu-onnxruntime-int8": int8_path}
-        rows = [backend_row(label, b, model, paths, test, macs, args) for b in args.backends]
+        fp32_costs = layer_costs(model, shape, total_macs=macs)
+        rows = [
+            backend_row(label, b, model, paths, test, macs, fp32_costs, args) for b in args.backends
+        ]
         int8_row = next(row for row in rows if row["backend"] == "cpu-onnxruntime-int8")
         int8_row["int8_size_ratio"] = int8.size_bytes / os.path.getsize(fp32_path)
         if trained:

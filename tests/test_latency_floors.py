@@ -12,12 +12,18 @@ from torch import nn
 
 from archbench import files
 from archbench.data import DataConfig, load_data, normalize
-from archbench.measure.caches import FALLBACK_L2_BYTES, FALLBACK_LLC_BYTES, cache_sizes
-from archbench.measure.complexity import count_macs
+from archbench.measure.caches import (
+    FALLBACK_L2_BYTES,
+    FALLBACK_LLC_BYTES,
+    CacheSizes,
+    cache_sizes,
+    probe_cache_levels,
+)
 from archbench.measure.export import export_onnx
 from archbench.measure.formats import (
     ELEMENT_BYTES,
     cached_format_peak,
+    costs_in_format,
     format_skip_reason,
     peak_format,
 )
@@ -28,7 +34,7 @@ from archbench.measure.overhead import expected_ms, op_kind, probe_op_costs
 from archbench.measure.quantize import calibration_subset, quantize_int8
 from archbench.measure.roofline import MachinePeak, peak_cache_path
 from archbench.profile.config import ProfileConfig
-from archbench.profile.deployment import format_costs, layer_times
+from archbench.profile.deployment import layer_times
 from archbench.profile.model import profile_model
 from architectures import create_arch
 
@@ -77,6 +83,23 @@ def test_cache_sizes_come_from_sysfs_and_fall_back_when_it_is_missing(tmp_path):
     assert fallback.source == "fallback"
 
 
+def test_levels_are_probed_smallest_first_and_never_slower_than_a_larger_one():
+    sizes = CacheSizes(l2_bytes=256 * 2**10, llc_bytes=2 * 2**20, source="test")
+    levels = probe_cache_levels(1, 2, sizes, max_bytes=4 * 2**20)
+    # half of each cache, and the doubling sizes between and past them, up to max_bytes
+    assert [(level["level"], level["bytes"]) for level in levels] == [
+        ("L2", 128 * 2**10),
+        ("0.25MiB", 256 * 2**10),
+        ("0.5MiB", 512 * 2**10),
+        ("LLC", 2**20),
+        ("2MiB", 2 * 2**20),
+        ("4MiB", 4 * 2**20),
+    ]
+    speeds = [level["gbps"] for level in levels]
+    assert speeds == sorted(speeds, reverse=True) and speeds[-1] > 0
+    assert all(level["gbps"] >= max(level["probes"].values()) for level in levels)
+
+
 def test_each_layer_is_charged_at_the_fastest_level_its_working_set_fits():
     costs = layer_costs(TwoLayers(), (1, 3, 8, 8))
     by_name = {cost.name: cost for cost in costs}
@@ -107,6 +130,9 @@ def test_an_int8_floor_counts_one_byte_per_weight_and_activation():
     int8 = layer_costs(TwoLayers(), (1, 3, 8, 8), activation_bytes=size, weight_bytes=size)
     assert [cost.bytes_moved * 4 for cost in int8] == [cost.bytes_moved for cost in fp32]
     assert [cost.flops for cost in int8] == [cost.flops for cost in fp32]
+    assert costs_in_format(fp32, "int8") == int8  # rescaled without tracing the model again
+    bf16 = costs_in_format(fp32, "bf16")
+    assert [cost.bytes_moved * 2 for cost in bf16] == [cost.bytes_moved for cost in fp32]
 
 
 # ------------------------------------------------------------------------------ format peaks
@@ -197,7 +223,7 @@ def test_no_cpu_backend_beats_its_floor(arch, machine, tmp_path):
     torch.manual_seed(0)
     model = create_arch(arch, num_classes=10).eval()
     shape = (1, *test.shape[1:])
-    macs = count_macs(model, shape)
+    fp32_costs = layer_costs(model, shape)
     fp32_path = tmp_path / "fp32.onnx"
     assert export_onnx(model, fp32_path, input_shape=shape).ok
     int8 = quantize_int8(fp32_path, tmp_path / "int8.onnx", calibration_subset(train, 8))
@@ -217,7 +243,7 @@ def test_no_cpu_backend_beats_its_floor(arch, machine, tmp_path):
         assert result.ok, result.reason
         fmt = peak_format(backend)
         peak = cached_format_peak(cache, "cpu", THREADS, fmt)
-        costs = format_costs(model, test[:1], macs, fmt)
+        costs = costs_in_format(fp32_costs, fmt)
         floor = layerwise_bound_ms(costs, peak)
         assert floor <= layerwise_bound_dram_ms(costs, peak)
         if result.batch1.p50_ms < INVARIANT * floor:
@@ -282,4 +308,6 @@ def test_the_profile_records_which_peak_each_floor_used(machine, tmp_path):
         rows = list(csv.DictReader(handle))
     bytes_of = {(row["format"], row["layer"]): int(row["bytes"]) for row in rows}
     assert bytes_of[("int8", "fc")] * 4 == bytes_of[("fp32", "fc")]
-    assert {row["level"] for row in rows} <= {"L2", "LLC", "DRAM"}
+    assert all(
+        row["level"] in ("L2", "LLC", "DRAM") or row["level"].endswith("MiB") for row in rows
+    )

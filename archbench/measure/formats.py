@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .. import files
+from .layerwise import LayerCost
 from .numerics import bf16_skip_reason, numerics_of
 from .roofline import (
     CONV_SHAPE,
@@ -50,6 +51,23 @@ def peak_format(backend: str, *, tf32: bool = False) -> str:
     if reduced != "fp32":
         return reduced
     return "tf32" if tf32 and backend == "cuda-eager" else "fp32"
+
+
+def costs_in_format(costs: list[LayerCost], fmt: str) -> list[LayerCost]:
+    """The same layers with weights and activations in ``fmt``'s bytes (from fp32 counts).
+
+    The FLOPs do not change; counting them again (fvcore tracing) would cost seconds.
+    """
+    size = ELEMENT_BYTES[fmt]
+    return [
+        dataclasses.replace(
+            cost,
+            weight_bytes=cost.weight_bytes * size // 4,
+            input_bytes=cost.input_bytes * size // 4,
+            output_bytes=cost.output_bytes * size // 4,
+        )
+        for cost in costs
+    ]
 
 
 def format_skip_reason(fmt: str, device: str) -> str | None:

@@ -31,7 +31,7 @@ from torch import nn
 
 from .. import files, paths
 from . import precision
-from .caches import probe_cache_levels
+from .caches import MAX_PROBE_BYTES, probe_cache_levels
 from .onnxrt import create_session
 from .sysinfo import machine_id
 
@@ -193,6 +193,20 @@ def _ort_gemv_seconds(numel: int, threads: int, repeats: int) -> tuple[float, in
     return _best_seconds_cpu(lambda: session.run(None, feed), repeats), matrix.numel() * 4
 
 
+def _ort_reader(threads: int, repeats: int):
+    """GB/s of ONNX Runtime's matrix-vector product over a matrix of ``n`` bytes, or ``None``."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+
+    def read(nbytes: int) -> float:
+        seconds, moved = _ort_gemv_seconds(max(nbytes // 4, 1), threads, repeats)
+        return moved / seconds / 1e9
+
+    return read
+
+
 def measure_peak(
     device: str = "cpu",
     threads: int | None = None,
@@ -251,7 +265,16 @@ def measure_peak(
                 bandwidth["onnxruntime_gemv"] = read / seconds / 1e9
             except ImportError:
                 pass
-        levels = probe_cache_levels(used_threads, repeats) if device == "cpu" else []
+        levels = (
+            probe_cache_levels(
+                used_threads,
+                repeats,
+                reader=_ort_reader(used_threads, repeats),
+                max_bytes=min(MAX_PROBE_BYTES, nbytes // 2),  # larger ones are DRAM's probe
+            )
+            if device == "cpu"
+            else []
+        )
     finally:
         torch.set_num_threads(previous)
     name = torch.cuda.get_device_name(0) if device == "cuda" else None

@@ -22,7 +22,7 @@ from ..evaluate.classification import predict_logits
 from ..measure.backends import EAGER_DTYPES, device_of, is_onnxruntime
 from ..measure.coldstart import ColdStartSpec, measure_cold_start
 from ..measure.export import ExportResult, export_onnx
-from ..measure.formats import ELEMENT_BYTES
+from ..measure.formats import costs_in_format
 from ..measure.layerwise import (
     CSV_HEADER,
     eager_layer_times,
@@ -161,14 +161,6 @@ def cold_starts(arch, num_classes, latency, paths, out_dir, sample, threads, say
         result.cold_start = figures
 
 
-def format_costs(model, sample, macs, fmt):
-    """Every layer's FLOPs and bytes with ``fmt``'s element size (int8: 1 byte)."""
-    size = ELEMENT_BYTES[fmt]
-    return layer_costs(
-        model, tuple(sample.shape), activation_bytes=size, weight_bytes=size, total_macs=macs
-    )
-
-
 def layer_times(backend, model, paths, sample, costs, threads) -> dict[str, float]:
     """Each layer's measured milliseconds on ``backend`` (CPU; ``paths``: its ONNX file)."""
     if backend in EAGER_DTYPES or backend == "cpu-eager":
@@ -192,6 +184,12 @@ def layerwise(model, rooflines, peaks, latency, paths, sample, macs, out_dir, th
     if not readings:
         return
     say("layer-wise roofline")
+    try:
+        fp32_costs = layer_costs(model, tuple(sample.shape), total_macs=macs)
+    except Exception as error:
+        for reading in readings.values():
+            reading["layerwise_error"] = describe_error(error)
+        return
     rows: list[list[Any]] = []
     costs_of: dict[str, Any] = {}
     for backend, reading in readings.items():
@@ -200,13 +198,9 @@ def layerwise(model, rooflines, peaks, latency, paths, sample, macs, out_dir, th
             reading["layerwise_error"] = f"{fmt} peak unavailable"
             continue
         peak = MachinePeak.from_dict(peaks[fmt])
-        try:
-            if fmt not in costs_of:
-                costs_of[fmt] = format_costs(model, sample, macs, fmt)
-                rows.extend(layer_costs_to_csv_rows(costs_of[fmt], peak))
-        except Exception as error:
-            reading["layerwise_error"] = describe_error(error)
-            continue
+        if fmt not in costs_of:
+            costs_of[fmt] = costs_in_format(fp32_costs, fmt)
+            rows.extend(layer_costs_to_csv_rows(costs_of[fmt], peak))
         costs = costs_of[fmt]
         times: dict[str, float] = {}
         try:
