@@ -212,6 +212,8 @@ def layerwise(model, rooflines, peaks, latency, paths, sample, macs, out_dir, th
         reading.update(floors(costs, peak, p50, times, backend, threads, cache))
     if rows:
         write_csv(out_dir / "layerwise_roofline.csv", CSV_HEADER, rows)
+    else:
+        (out_dir / "layerwise_roofline.csv").unlink(missing_ok=True)  # none from an earlier run
 
 
 def floors(costs, peak, p50, times, backend, threads, cache) -> dict[str, Any]:

@@ -244,7 +244,11 @@ def _peak(config, device, fmt, threads, macs, measured, formats, say) -> dict[st
     say(f"{device} {fmt} peak (cached per machine)")
     try:
         peak = cached_format_peak(config.peak_cache_dir, device, threads, fmt)
-        own = [r.batch1.p50_ms for b, r in measured.items() if formats[b] == fmt]
+        own = [
+            r.batch1.p50_ms
+            for b, r in measured.items()
+            if formats[b] == fmt and device_of(b) == device
+        ]
         if macs is not None and own and 2.0 * macs / (min(own) * 1e-3) / 1e9 > peak.gflops:
             say(f"{device}: a {fmt} network beat the cached {fmt} FLOP/s peak; probing it again")
             peak = cached_format_peak(config.peak_cache_dir, device, threads, fmt, refresh=True)
