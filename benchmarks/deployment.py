@@ -123,7 +123,9 @@ def backend_row(label, backend, model, paths, test, macs, fp32_costs, args) -> d
         "p50_ms": p50,
         "aggregate_bound_ms": aggregate["lower_bound_ms"],
         "peak_gflops": peak.gflops,
-        **floors(costs, peak, p50, times, backend, args.threads, args.peak_cache),
+        **floors(
+            costs, peak, p50, times, backend, args.threads, args.peak_cache, (model, paths, sample)
+        ),
         "layers_timed": len(times),
     }
 

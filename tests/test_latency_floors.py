@@ -30,7 +30,13 @@ from archbench.measure.formats import (
 from archbench.measure.latency import measure_latency
 from archbench.measure.layerwise import layer_costs, layerwise_bound_dram_ms, layerwise_bound_ms
 from archbench.measure.numerics import bf16_skip_reason
-from archbench.measure.overhead import expected_ms, op_kind, probe_op_costs
+from archbench.measure.overhead import (
+    OP_KINDS,
+    count_other_ops,
+    expected_ms,
+    op_kind,
+    probe_op_costs,
+)
 from archbench.measure.quantize import calibration_subset, quantize_int8
 from archbench.measure.roofline import MachinePeak, peak_cache_path
 from archbench.profile.config import ProfileConfig
@@ -184,18 +190,31 @@ def test_the_overhead_model_is_the_sum_of_each_layers_floor_or_per_op_cost():
     kinds = {cost.name: op_kind(cost) for cost in costs}
     assert kinds == {"conv": "conv", "depthwise": "depthwise", "fc": "matmul"}
     op_costs = probe_op_costs("cpu-onnxruntime", THREADS, runs=20, chain=4)
-    assert min(op_costs.conv_ms, op_costs.depthwise_ms, op_costs.matmul_ms) >= 0
+    by_kind = {kind: getattr(op_costs, f"{kind}_ms") for kind in OP_KINDS}
+    assert min(by_kind.values()) >= 0 and op_costs.call_ms >= 0
     peak = _peak(gflops=10.0, gbps=10.0)
-    by_kind = {
-        "conv": op_costs.conv_ms,
-        "depthwise": op_costs.depthwise_ms,
-        "matmul": op_costs.matmul_ms,
-    }
     hand = op_costs.call_ms + sum(
         max(cost.bound_ms(peak), by_kind[op_kind(cost)]) for cost in costs
     )
     assert expected_ms(costs, peak, op_costs) == pytest.approx(hand)
+    with_others = expected_ms(costs, peak, op_costs, other_ops=3)
+    assert with_others == pytest.approx(hand + 3 * op_costs.other_ms)
     assert expected_ms(costs, peak, op_costs) >= layerwise_bound_ms(costs, peak)
+
+
+def test_the_operators_without_weights_are_counted_per_backend(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 4 * 4, 10),
+    ).eval()  # fmt: skip
+    sample = torch.randn(1, 3, 8, 8)
+    # eager: every leaf module call that is not a convolution or linear layer
+    assert count_other_ops("cpu-eager", model, None, sample, THREADS) == 4
+    path = tmp_path / "model.onnx"
+    assert export_onnx(model, path, input_shape=(1, 3, 8, 8)).ok
+    # ONNX Runtime fuses the activations into the convolutions; the max pool stays a node
+    assert count_other_ops("cpu-onnxruntime", model, path, sample, THREADS) >= 1
 
 
 # ------------------------------------------------------------------------------ the invariant
@@ -299,6 +318,7 @@ def test_the_profile_records_which_peak_each_floor_used(machine, tmp_path):
         assert 0 < reading["floor_ms"] <= reading["floor_dram_ms"]
         assert reading["expected_ms"] >= reading["floor_ms"]
         assert reading["overhead_model"]["kind"] == "model, not a bound"
+        assert reading["overhead_model"]["other_ops"] >= 0
         above = reading["layers_most_above_floor"]
         assert above and {row["name"] for row in above} <= {"conv", "depthwise", "fc"}
         assert [row["above_floor_ms"] for row in above] == sorted(

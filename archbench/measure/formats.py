@@ -33,6 +33,9 @@ from .roofline import (
     CONV_SHAPE,
     DEFAULT_MATMUL_N,
     DEFAULT_REPEATS,
+    SHORT_CONV_SHAPE,
+    SHORT_MATMUL_N,
+    SHORT_REPEATS,
     MachinePeak,
     _best_seconds_cpu,
     _best_seconds_cuda,
@@ -137,6 +140,23 @@ def _int8_matmul_seconds(n: int, threads: int, repeats: int) -> float:
     return _best_seconds_cpu(lambda: session.run(None, feed), repeats)
 
 
+def _conv1x1_ops(shape) -> int:
+    batch, channels, height, width = shape
+    return 2 * batch * channels * channels * height * width
+
+
+def _int8_probes(threads: int, repeats: int) -> dict[str, float]:
+    """QLinearConv 1x1 (long, and short repeated: robust to a busy machine), MatMulInteger."""
+    short_s = _int8_conv_seconds(SHORT_CONV_SHAPE, threads, max(repeats, SHORT_REPEATS))
+    conv_s = _int8_conv_seconds(CONV_SHAPE, threads, repeats)
+    n = INT8_MATMUL_N
+    return {
+        "onnxruntime_int8_conv1x1_short": _conv1x1_ops(SHORT_CONV_SHAPE) / short_s / 1e9,
+        "onnxruntime_int8_conv1x1": _conv1x1_ops(CONV_SHAPE) / conv_s / 1e9,
+        "onnxruntime_int8_matmul": 2 * n**3 / _int8_matmul_seconds(n, threads, repeats) / 1e9,
+    }
+
+
 def _bf16_probes(repeats: int) -> dict[str, float]:
     n = DEFAULT_MATMUL_N["cpu"]
     generator = torch.Generator().manual_seed(0)
@@ -148,7 +168,12 @@ def _bf16_probes(repeats: int) -> dict[str, float]:
     with torch.inference_mode():
         matmul_s = _best_seconds_cpu(lambda: torch.mm(a, b), repeats)
         conv_s = _best_seconds_cpu(lambda: torch.nn.functional.conv2d(x, weight), repeats)
+    short_n = SHORT_MATMUL_N
+    a_short, b_short = a[:short_n, :short_n].contiguous(), b[:short_n, :short_n].contiguous()
+    with torch.inference_mode():  # short and repeated: robust to a busy machine
+        short_s = _best_seconds_cpu(lambda: torch.mm(a_short, b_short), max(repeats, SHORT_REPEATS))
     return {
+        "torch_bf16_matmul_short": 2 * short_n**3 / short_s / 1e9,
         "torch_bf16_matmul": 2 * n**3 / matmul_s / 1e9,
         "torch_bf16_conv1x1": conv_flops / conv_s / 1e9,
     }
@@ -172,18 +197,7 @@ def measure_format_gflops(
     torch.set_num_threads(int(threads))
     try:
         if fmt == "int8":
-            batch, channels, height, width = CONV_SHAPE
-            conv_ops = 2 * batch * channels * channels * height * width
-            n = INT8_MATMUL_N
-            return {
-                "onnxruntime_int8_conv1x1": conv_ops
-                / _int8_conv_seconds(CONV_SHAPE, threads, repeats)
-                / 1e9,
-                "onnxruntime_int8_matmul": 2
-                * n**3
-                / _int8_matmul_seconds(n, threads, repeats)
-                / 1e9,
-            }
+            return _int8_probes(threads, repeats)
         if fmt == "bf16":
             return _bf16_probes(repeats)
         return _fp16_probes(repeats)

@@ -55,7 +55,7 @@ from archbench.measure.roofline import MachinePeak
 FURTHEST_LAYERS = 5
 LAYER_TIME_PASSES = 20
 LAYER_TIME_WARMUP = 5
-_TRAFFIC_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
+TRAFFIC_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def layer_costs(
     handles = [
         module.register_forward_hook(record(name))
         for name, module in modules.items()
-        if isinstance(module, _TRAFFIC_LAYERS)
+        if isinstance(module, TRAFFIC_LAYERS)
     ]
     was_training = model.training
     model.eval()
@@ -158,7 +158,7 @@ def layer_costs(
     costs: list[LayerCost] = []
     for name, macs in leaf_macs.items():
         module = modules[name]
-        if isinstance(module, _TRAFFIC_LAYERS) and name in seen:
+        if isinstance(module, TRAFFIC_LAYERS) and name in seen:
             weights = sum(
                 p.numel() * (weight_bytes or p.element_size()) for p in module.parameters()
             )
@@ -291,7 +291,7 @@ def eager_layer_times(
 
 _NODE_SUFFIX = re.compile(r"(_output_\d+.*|_token_\d+)?_kernel_time$")
 # ONNX Runtime ops that are one convolution or matrix product (fp32, fused, or quantized).
-_WEIGHTED_OPS = {
+WEIGHTED_OPS = {
     "Conv",
     "FusedConv",
     "NhwcFusedConv",
@@ -388,7 +388,7 @@ def onnxruntime_layer_times(
         if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
             continue
         args = event.get("args", {})
-        if args.get("op_name") not in _WEIGHTED_OPS:
+        if args.get("op_name") not in WEIGHTED_OPS:
             continue
         per_node[event["name"]].append(float(event.get("dur", 0)) / 1e3)  # us -> ms
         outputs = _shapes(args.get("output_type_shape", []))

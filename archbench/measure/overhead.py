@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,14 @@ import torch
 from torch import nn
 
 from .. import files
-from .layerwise import LayerCost, layerwise_bound_dram_ms, layerwise_bound_ms
+from .layerwise import (
+    TRAFFIC_LAYERS,
+    WEIGHTED_OPS,
+    LayerCost,
+    layerwise_bound_dram_ms,
+    layerwise_bound_ms,
+)
+from .onnxrt import create_session
 from .roofline import MachinePeak, _probe_session, peak_cache_path
 
 CHAIN = 16
@@ -37,7 +46,10 @@ CHAIN = 16
 CHANNELS = 16
 SIDE = 2
 RUNS = 100
-OP_KINDS = ("conv", "depthwise", "matmul")
+# "other": a tiny operator without weights (pooling, concatenation, quantize/dequantize, a
+# layout reorder or, in eager PyTorch, an activation or BatchNorm module): the model charges
+# each one the network runs at this cost.
+OP_KINDS = ("conv", "depthwise", "matmul", "other")
 CPU_BACKENDS = ("cpu-eager", "cpu-eager-bf16", "cpu-onnxruntime", "cpu-onnxruntime-int8")
 
 
@@ -50,6 +62,7 @@ class OpCosts:
     depthwise_ms: float
     matmul_ms: float
     call_ms: float
+    other_ms: float = 0.0
     chain: int = CHAIN
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +98,8 @@ def _median_ms(fn: Callable[[], Any], runs: int) -> float:
 
 def _eager_chain(kind: str, length: int, dtype: torch.dtype) -> tuple[nn.Module, torch.Tensor]:
     def layer() -> nn.Module:
+        if kind == "other":
+            return nn.ReLU()
         if kind == "matmul":
             return nn.Linear(CHANNELS * SIDE * SIDE, CHANNELS * SIDE * SIDE)
         groups = CHANNELS if kind == "depthwise" else 1
@@ -109,13 +124,19 @@ def _onnx_nodes(kind: str, length: int, int8: bool):
     rng = np.random.default_rng(0)
     conv = kind != "matmul"
     shape = [1, CHANNELS, SIDE, SIDE] if conv else [1, CHANNELS * SIDE * SIDE]
+    names = [f"t{i}" for i in range(length + 1)]
+    if kind == "other":  # a 1x1 max pool: defined for float and uint8 alike
+        nodes = [
+            helper.make_node("MaxPool", [a], [b], kernel_shape=[1, 1])
+            for a, b in zip(names[:-1], names[1:], strict=True)
+        ]
+        return nodes, [], TensorProto.UINT8 if int8 else TensorProto.FLOAT, shape
     if conv:
         group = CHANNELS if kind == "depthwise" else 1
         weight_shape = (CHANNELS, CHANNELS // group, 3, 3)
         attrs = {"group": group, "pads": [1, 1, 1, 1]}
     else:
         weight_shape, attrs = (CHANNELS * SIDE * SIDE,) * 2, {}
-    names = [f"t{i}" for i in range(length + 1)]
     if not int8:
         op = "Conv" if conv else "MatMul"
         weight = rng.standard_normal(weight_shape).astype(np.float32) * 0.1
@@ -184,14 +205,18 @@ def probe_op_costs(backend: str, threads: int, *, runs: int = RUNS, chain: int =
         depthwise_ms=per_op["depthwise"],
         matmul_ms=per_op["matmul"],
         call_ms=min(calls),
+        other_ms=per_op["other"],
         chain=chain,
     )
 
 
-def expected_ms(costs: list[LayerCost], peak: MachinePeak, op_costs: OpCosts) -> float:
-    """The model: call cost + sum over layers of max(layer floor, the layer's per-op cost)."""
+def expected_ms(
+    costs: list[LayerCost], peak: MachinePeak, op_costs: OpCosts, other_ops: int = 0
+) -> float:
+    """The model: call cost + sum over layers of max(layer floor, the layer's per-op cost)
+    + the operators without weights the backend runs (``other_ops``) at their per-op cost."""
     layers = sum(max(cost.bound_ms(peak), op_costs.per_op_ms(cost)) for cost in costs)
-    return float(op_costs.call_ms + layers)
+    return float(op_costs.call_ms + layers + other_ops * op_costs.other_ms)
 
 
 def most_above_floor(
@@ -220,7 +245,9 @@ def cached_op_costs(cache_dir, backend: str, threads: int, *, refresh: bool = Fa
     path = base.with_name(f"{base.stem}-opcost-{backend}.json")
     if not refresh and path.is_file():
         try:
-            return OpCosts(**json.loads(path.read_text()))
+            data = json.loads(path.read_text())
+            if "other_ms" in data:  # an entry from before the "other" probe is probed again
+                return OpCosts(**data)
         except (OSError, ValueError, TypeError):
             pass  # corrupt or from another version: probe again
     costs = probe_op_costs(backend, threads)
@@ -252,6 +279,7 @@ def floor_figures(
     p50_ms: float,
     measured_ms: dict[str, float],
     op_costs: OpCosts | None,
+    other_ops: int = 0,
 ) -> dict[str, Any]:
     """The floor, the cold-cache floor and (with ``op_costs``) the model's expected time.
 
@@ -270,10 +298,59 @@ def floor_figures(
     }
     if op_costs is None:
         return figures
-    expected = expected_ms(costs, peak, op_costs)
+    expected = expected_ms(costs, peak, op_costs, other_ops)
+    model = {"kind": "model, not a bound", **op_costs.to_dict(), "other_ops": other_ops}
     return {
         **figures,
-        "overhead_model": {"kind": "model, not a bound", **op_costs.to_dict()},
+        "overhead_model": model,
         "expected_ms": expected,
         "p50_over_expected": p50_ms / expected if expected > 0 else None,
     }
+
+
+def count_other_ops(
+    backend: str, model: nn.Module, onnx_path, sample: torch.Tensor, threads
+) -> int:
+    """How many operators without weights one forward pass runs on ``backend``.
+
+    ONNX Runtime: the nodes its profiler times in one run of the optimized graph that are not a
+    convolution or matrix product. Eager PyTorch: the calls of leaf modules that are not
+    convolutions or linear layers (functional calls are not counted).
+    """
+    if backend.startswith("cpu-onnxruntime"):
+        return _onnxruntime_other_ops(onnx_path, sample, threads)
+    counted = [0]
+
+    def hook(module, inputs, output):
+        counted[0] += 1
+
+    handles = [
+        module.register_forward_hook(hook)
+        for module in model.modules()
+        if not list(module.children()) and not isinstance(module, TRAFFIC_LAYERS)
+    ]
+    try:
+        with torch.inference_mode():
+            dtype = next(model.parameters()).dtype
+            model(sample.to(dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return counted[0]
+
+
+def _onnxruntime_other_ops(onnx_path, sample: torch.Tensor, threads) -> int:
+    feed = sample.detach().to("cpu", torch.float32).contiguous().numpy()
+    with tempfile.TemporaryDirectory(prefix="archbench-ortops-") as work:
+        opened = create_session(
+            Path(onnx_path), threads=threads, profile_prefix=str(Path(work) / "ops")
+        )
+        opened.session.run(None, {opened.input_name: feed})
+        trace = json.loads(Path(opened.session.end_profiling()).read_text())
+    return sum(
+        1
+        for event in trace
+        if event.get("cat") == "Node"
+        and event.get("name", "").endswith("_kernel_time")
+        and event.get("args", {}).get("op_name") not in WEIGHTED_OPS
+    )

@@ -34,7 +34,7 @@ from ..measure.layerwise import (
 from ..measure.models import eval_copy, torch_threads
 from ..measure.numerics import REDUCED_PRECISION, compare_to_fp32
 from ..measure.onnxrt import create_session
-from ..measure.overhead import cached_op_costs, floor_figures
+from ..measure.overhead import cached_op_costs, count_other_ops, floor_figures
 from ..measure.quantize import calibration_subset, quantize_int8
 from ..measure.roofline import MachinePeak
 from .outputs import write_csv
@@ -209,18 +209,27 @@ def layerwise(model, rooflines, peaks, latency, paths, sample, macs, out_dir, th
             reading["layer_times_error"] = describe_error(error)
         p50 = latency[backend].batch1.p50_ms
         reading.update(layerwise_roofline(costs, peak, p50, times))
-        reading.update(floors(costs, peak, p50, times, backend, threads, cache))
+        reading.update(
+            floors(costs, peak, p50, times, backend, threads, cache, (model, paths, sample))
+        )
     if rows:
         write_csv(out_dir / "layerwise_roofline.csv", CSV_HEADER, rows)
     else:
         (out_dir / "layerwise_roofline.csv").unlink(missing_ok=True)  # none from an earlier run
 
 
-def floors(costs, peak, p50, times, backend, threads, cache) -> dict[str, Any]:
-    """The floors and the overhead model (its error recorded when the probe fails)."""
+def floors(costs, peak, p50, times, backend, threads, cache, network) -> dict[str, Any]:
+    """The floors and the overhead model (its error recorded when the probe fails).
+
+    ``network`` is ``(model, paths, sample)``: what the backend runs, to count the operators
+    without weights that the model charges too.
+    """
+    model, paths, sample = network
     try:
         op_costs = cached_op_costs(cache, backend, threads)
+        with eval_copy(model, "cpu") as cpu_model, torch_threads(threads):
+            other = count_other_ops(backend, cpu_model, paths.get(backend), sample, threads)
     except Exception as error:
         figures = floor_figures(costs, peak, p50, times, None)
         return {**figures, "overhead_model_error": describe_error(error)}
-    return floor_figures(costs, peak, p50, times, op_costs)
+    return floor_figures(costs, peak, p50, times, op_costs, other)
