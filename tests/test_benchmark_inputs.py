@@ -88,7 +88,9 @@ def test_deployment_measures_the_mlp_in_its_own_shape(tmp_path) -> None:
         "--threads", "1", "--json", str(out), cache=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    (row,) = json.loads(out.read_text())
-    assert row["network"] == "mlp"
-    assert row["cpu-eager_p50_ms"] > 0 and row["int8_p50_ms"] > 0
-    assert row["layerwise_bound_ms"] > 0
+    rows = {row["backend"]: row for row in json.loads(out.read_text())}
+    assert {"cpu-eager", "cpu-onnxruntime", "cpu-onnxruntime-int8"} <= set(rows)
+    for row in rows.values():
+        assert row["arch"] == "mlp" and row["p50_ms"] > 0
+        assert 0 < row["floor_ms"] <= row["floor_dram_ms"] and row["expected_ms"] >= row["floor_ms"]
+    assert rows["cpu-onnxruntime-int8"]["peak_format"] == "int8"

@@ -54,7 +54,8 @@ def test_run_ends_with_a_profile_of_its_selected_checkpoint(run_dir):
         assert cold["session_ms"] > 0 and cold["first_inference_ms"] > 0
         assert profile["latency"][backend]["memory"]["inference_memory_bytes"] > 0
         reading = profile["roofline"][backend]
-        assert reading["layerwise_bound_ms"] >= reading["compute_bound_ms"]
+        # Every FLOP counted once: a sum per layer against one division, float64 rounding apart.
+        assert reading["layerwise_bound_ms"] >= reading["compute_bound_ms"] * (1 - 1e-12)
         assert len(reading["layers_furthest_from_bound"]) == 5
     assert profile["onnx"]["parity"]["ok"] is True
     assert profile["size_bytes"]["state_dict"] == (run_dir / "state_dict.pt").stat().st_size

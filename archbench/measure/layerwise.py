@@ -55,7 +55,7 @@ from archbench.measure.roofline import MachinePeak
 FURTHEST_LAYERS = 5
 LAYER_TIME_PASSES = 20
 LAYER_TIME_WARMUP = 5
-_TRAFFIC_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
+TRAFFIC_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ class LayerCost:
     output_bytes: int
     weight_shape: tuple[int, ...] | None = None
     output_shape: tuple[int, ...] | None = None
+    groups: int = 1  # a convolution's groups (depthwise: as many as input channels)
 
     @property
     def bytes_moved(self) -> int:
@@ -78,11 +79,23 @@ class LayerCost:
     def compute_ms(self, peak: MachinePeak) -> float:
         return self.flops / (peak.gflops * 1e9) * 1e3
 
+    def level(self, peak: MachinePeak) -> str:
+        """The fastest memory level this layer's working set (its bytes) fits."""
+        return peak.level_for(self.bytes_moved)[0]
+
     def memory_ms(self, peak: MachinePeak) -> float:
+        """Bytes at the bandwidth of the fastest level they fit (DRAM without cache levels)."""
+        return self.bytes_moved / (peak.level_for(self.bytes_moved)[1] * 1e9) * 1e3
+
+    def memory_dram_ms(self, peak: MachinePeak) -> float:
+        """Bytes at DRAM bandwidth: the cold-cache figure."""
         return self.bytes_moved / (peak.gbps * 1e9) * 1e3
 
     def bound_ms(self, peak: MachinePeak) -> float:
         return max(self.compute_ms(peak), self.memory_ms(peak))
+
+    def bound_dram_ms(self, peak: MachinePeak) -> float:
+        return max(self.compute_ms(peak), self.memory_dram_ms(peak))
 
 
 def _shape_of(value: Any) -> torch.Tensor | None:
@@ -98,9 +111,13 @@ def layer_costs(
     input_shape: tuple[int, ...] = (1, 3, 32, 32),
     *,
     activation_bytes: int = 4,
+    weight_bytes: int | None = None,
     total_macs: int | None = None,
 ) -> list[LayerCost]:
     """Every layer's FLOPs and compulsory bytes for one forward pass of ``input_shape``.
+
+    ``activation_bytes`` and ``weight_bytes`` are the bytes of one element in the format the
+    backend runs (int8: 1 and 1; ``weight_bytes=None``: the parameters' own element size).
 
     Convolutions and linear layers carry their traffic; other leaves with multiply-adds, and
     the multiply-adds fvcore finds outside any leaf (``"(outside leaf modules)"``), carry
@@ -126,7 +143,7 @@ def layer_costs(
     handles = [
         module.register_forward_hook(record(name))
         for name, module in modules.items()
-        if isinstance(module, _TRAFFIC_LAYERS)
+        if isinstance(module, TRAFFIC_LAYERS)
     ]
     was_training = model.training
     model.eval()
@@ -141,8 +158,10 @@ def layer_costs(
     costs: list[LayerCost] = []
     for name, macs in leaf_macs.items():
         module = modules[name]
-        if isinstance(module, _TRAFFIC_LAYERS) and name in seen:
-            weights = sum(p.numel() * p.element_size() for p in module.parameters())
+        if isinstance(module, TRAFFIC_LAYERS) and name in seen:
+            weights = sum(
+                p.numel() * (weight_bytes or p.element_size()) for p in module.parameters()
+            )
             weight = getattr(module, "weight", None)
             costs.append(
                 LayerCost(
@@ -154,6 +173,7 @@ def layer_costs(
                     output_bytes=int(seen[name]["out"]),
                     weight_shape=tuple(weight.shape) if weight is not None else None,
                     output_shape=seen[name]["shape"],
+                    groups=int(getattr(module, "groups", 1)),
                 )
             )
         else:
@@ -165,8 +185,13 @@ def layer_costs(
 
 
 def layerwise_bound_ms(costs: list[LayerCost], peak: MachinePeak) -> float:
-    """Sum over layers of max(compute time, memory time) at the machine's peaks."""
+    """Sum over layers of max(compute time, memory time): the floor, cache levels included."""
     return float(sum(cost.bound_ms(peak) for cost in costs))
+
+
+def layerwise_bound_dram_ms(costs: list[LayerCost], peak: MachinePeak) -> float:
+    """The same sum with every byte from DRAM: the cold-cache floor."""
+    return float(sum(cost.bound_dram_ms(peak) for cost in costs))
 
 
 def furthest_from_bound(
@@ -189,6 +214,7 @@ def furthest_from_bound(
                 "bound_ms": max(compute, memory),
                 "ratio": measured_ms[cost.name] / max(compute, memory),
                 "bound": "compute" if compute >= memory else "memory",
+                "level": cost.level(peak),
                 "flops": cost.flops,
                 "bytes": cost.bytes_moved,
             }
@@ -265,7 +291,7 @@ def eager_layer_times(
 
 _NODE_SUFFIX = re.compile(r"(_output_\d+.*|_token_\d+)?_kernel_time$")
 # ONNX Runtime ops that are one convolution or matrix product (fp32, fused, or quantized).
-_WEIGHTED_OPS = {
+WEIGHTED_OPS = {
     "Conv",
     "FusedConv",
     "NhwcFusedConv",
@@ -362,7 +388,7 @@ def onnxruntime_layer_times(
         if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
             continue
         args = event.get("args", {})
-        if args.get("op_name") not in _WEIGHTED_OPS:
+        if args.get("op_name") not in WEIGHTED_OPS:
             continue
         per_node[event["name"]].append(float(event.get("dur", 0)) / 1e3)  # us -> ms
         outputs = _shapes(args.get("output_type_shape", []))
@@ -380,16 +406,41 @@ def onnxruntime_layer_times(
     return times
 
 
+CSV_HEADER = [
+    "format",
+    "layer",
+    "kind",
+    "flops",
+    "bytes",
+    "level",
+    "compute_ms",
+    "memory_ms",
+    "memory_dram_ms",
+    "floor_ms",
+    "floor_dram_ms",
+    "bound",
+]
+
+
 def layer_costs_to_csv_rows(costs: list[LayerCost], peak: MachinePeak) -> list[list[Any]]:
-    """Rows of ``layerwise_roofline.csv``: every layer with its two times and its bound."""
+    """Rows of ``layerwise_roofline.csv`` (:data:`CSV_HEADER`) for one format's peak and bytes.
+
+    ``level`` is the fastest memory level the layer's working set fits, where ``memory_ms``
+    charges its bytes; ``memory_dram_ms`` charges them at DRAM bandwidth (cold caches).
+    """
     return [
         [
+            peak.numeric_format,
             cost.name,
             cost.kind,
             cost.flops,
             cost.bytes_moved,
+            cost.level(peak),
             f"{cost.compute_ms(peak):.6f}",
             f"{cost.memory_ms(peak):.6f}",
+            f"{cost.memory_dram_ms(peak):.6f}",
+            f"{cost.bound_ms(peak):.6f}",
+            f"{cost.bound_dram_ms(peak):.6f}",
             "compute" if cost.compute_ms(peak) >= cost.memory_ms(peak) else "memory",
         ]
         for cost in costs

@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import files, paths
 from . import precision
+from .caches import MAX_PROBE_BYTES, probe_cache_levels
 from .onnxrt import create_session
 from .sysinfo import machine_id
 
@@ -38,6 +39,10 @@ DEFAULT_MATMUL_N = {"cpu": 2048, "cuda": 8192}
 DEFAULT_COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 1024 * 2**20}
 DEFAULT_REPEATS = 5
 CONV_SHAPE = (4, 512, 32, 32)  # CPU 1x1-convolution probe: 2.1 GFLOP per call
+# Short probes (a few ms each, repeated): robust to a busy machine (see _short_probes).
+SHORT_MATMUL_N = 512
+SHORT_CONV_SHAPE = (1, 512, 16, 16)  # 134 MFLOP per call
+SHORT_REPEATS = 30
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class MachinePeak:
     probes: dict[str, float] = field(default_factory=dict)  # GFLOP/s of each probe
     bandwidth_probes: dict[str, float] = field(default_factory=dict)  # GB/s of each probe
     precision: dict | None = None  # CUDA: the TF32/cuDNN switches the probe ran under
+    numeric_format: str = "fp32"  # whose FLOP/s ``gflops`` is (archbench.measure.formats)
+    # Faster memory levels, fastest first: {"level", "bytes" (working set that fits), "gbps"}.
+    cache_levels: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,8 +69,21 @@ class MachinePeak:
     def from_dict(cls, data: dict[str, Any]) -> MachinePeak:
         if "bandwidth_probes" not in data:
             raise ValueError("a peak from before the bandwidth probes: measure again")
+        if data.get("device") == "cpu" and "cache_levels" not in data:
+            raise ValueError("a peak from before the cache-level probes: measure again")
         fields = cls.__dataclass_fields__
         return cls(**{key: value for key, value in data.items() if key in fields})
+
+    def level_for(self, nbytes: int) -> tuple[str, float]:
+        """The fastest memory level a working set of ``nbytes`` fits, and its GB/s.
+
+        A level is never charged below DRAM bandwidth: a faster level that probed slower (a
+        noisy probe, or a "last-level cache" the size of DRAM) cannot make a floor higher.
+        """
+        for level in self.cache_levels:
+            if nbytes <= level["bytes"]:
+                return level["level"], max(float(level["gbps"]), self.gbps)
+        return "DRAM", self.gbps
 
 
 def _best_seconds_cpu(fn, repeats: int) -> float:
@@ -176,6 +197,40 @@ def _ort_gemv_seconds(numel: int, threads: int, repeats: int) -> tuple[float, in
     return _best_seconds_cpu(lambda: session.run(None, feed), repeats), matrix.numel() * 4
 
 
+def _short_probes(threads: int, repeats: int) -> dict[str, float]:
+    """The matmul and ONNX Runtime 1x1 convolution again, a few milliseconds each, many times.
+
+    A probe longer than a scheduler time slice runs at a fraction of the machine on a busy one,
+    and a floor from that peak is then beaten by the network measured next. Short bursts,
+    repeated, catch at least one uninterrupted slice: the best of them is the machine's rate.
+    """
+    n, many = SHORT_MATMUL_N, max(repeats, SHORT_REPEATS)
+    probes = {"torch_matmul_short": 2 * n**3 / _matmul_seconds("cpu", n, _best_seconds_cpu, many)}
+    try:
+        batch, channels, height, width = SHORT_CONV_SHAPE
+        flops = 2 * batch * channels * channels * height * width
+        probes["onnxruntime_conv1x1_short"] = flops / _ort_conv_seconds(
+            SHORT_CONV_SHAPE, threads, many
+        )
+    except ImportError:
+        pass
+    return {name: rate / 1e9 for name, rate in probes.items()}
+
+
+def _ort_reader(threads: int, repeats: int):
+    """GB/s of ONNX Runtime's matrix-vector product over a matrix of ``n`` bytes, or ``None``."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+
+    def read(nbytes: int) -> float:
+        seconds, moved = _ort_gemv_seconds(max(nbytes // 4, 1), threads, repeats)
+        return moved / seconds / 1e9
+
+    return read
+
+
 def measure_peak(
     device: str = "cpu",
     threads: int | None = None,
@@ -223,6 +278,8 @@ def measure_peak(
                 probes["onnxruntime_conv1x1"] = conv_flops / seconds / 1e9
             except ImportError:
                 pass  # no ONNX Runtime here: its probe is simply not part of the peak
+        if device == "cpu":
+            probes.update(_short_probes(used_threads, repeats))
         bandwidth: dict[str, float] = {}
         copy_s = _copy_seconds(device, nbytes // 4, best, repeats)
         bandwidth["torch_copy"] = 2 * (nbytes // 4) * 4 / copy_s / 1e9
@@ -234,6 +291,16 @@ def measure_peak(
                 bandwidth["onnxruntime_gemv"] = read / seconds / 1e9
             except ImportError:
                 pass
+        levels = (
+            probe_cache_levels(
+                used_threads,
+                repeats,
+                reader=_ort_reader(used_threads, repeats),
+                max_bytes=min(MAX_PROBE_BYTES, nbytes // 2),  # larger ones are DRAM's probe
+            )
+            if device == "cpu"
+            else []
+        )
     finally:
         torch.set_num_threads(previous)
     name = torch.cuda.get_device_name(0) if device == "cuda" else None
@@ -249,6 +316,7 @@ def measure_peak(
         probes=probes,
         bandwidth_probes=bandwidth,
         precision=precision.current_state() if device == "cuda" else None,
+        cache_levels=levels,
     )
 
 
@@ -301,15 +369,24 @@ def cached_peak(
 
 
 def min_bytes_moved(
-    model: nn.Module, input_shape: tuple[int, ...], output_numel: int, dtype_bytes: int = 4
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    output_numel: int,
+    dtype_bytes: int = 4,
+    weight_bytes: int | None = None,
 ) -> int:
     """Compulsory bytes of one forward pass: parameters + floating buffers + input + output.
 
     Integer buffers (BatchNorm's ``num_batches_tracked``) are not read in eval mode and are left
-    out. Activations are assumed cache-resident, so this is a lower bound.
+    out. Activations are assumed cache-resident, so this is a lower bound. ``weight_bytes``:
+    bytes of one weight in the backend's format (``None``: the parameters' own size).
     """
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    weights += sum(b.numel() * b.element_size() for b in model.buffers() if b.is_floating_point())
+    weights = sum(p.numel() * (weight_bytes or p.element_size()) for p in model.parameters())
+    weights += sum(
+        b.numel() * (weight_bytes or b.element_size())
+        for b in model.buffers()
+        if b.is_floating_point()
+    )
     input_numel = 1
     for dim in input_shape:
         input_numel *= int(dim)
@@ -339,4 +416,5 @@ def roofline(macs: int, p50_ms: float, peak: MachinePeak, bytes_moved: int) -> d
         "p50_ms": p50_ms,
         "peak_gflops": peak.gflops,
         "peak_gbps": peak.gbps,
+        "peak_format": peak.numeric_format,
     }

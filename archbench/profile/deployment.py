@@ -22,7 +22,9 @@ from ..evaluate.classification import predict_logits
 from ..measure.backends import EAGER_DTYPES, device_of, is_onnxruntime
 from ..measure.coldstart import ColdStartSpec, measure_cold_start
 from ..measure.export import ExportResult, export_onnx
+from ..measure.formats import costs_in_format
 from ..measure.layerwise import (
+    CSV_HEADER,
     eager_layer_times,
     layer_costs,
     layer_costs_to_csv_rows,
@@ -32,6 +34,7 @@ from ..measure.layerwise import (
 from ..measure.models import eval_copy, torch_threads
 from ..measure.numerics import REDUCED_PRECISION, compare_to_fp32
 from ..measure.onnxrt import create_session
+from ..measure.overhead import cached_op_costs, count_other_ops, floor_figures
 from ..measure.quantize import calibration_subset, quantize_int8
 from ..measure.roofline import MachinePeak
 from .outputs import write_csv
@@ -158,33 +161,75 @@ def cold_starts(arch, num_classes, latency, paths, out_dir, sample, threads, say
         result.cold_start = figures
 
 
-def layerwise(model, rooflines, peak, latency, paths, sample, macs, out_dir, threads, say):
-    """``layerwise_bound_ms`` and the layers furthest from it, into each roofline reading."""
+def layer_times(backend, model, paths, sample, costs, threads) -> dict[str, float]:
+    """Each layer's measured milliseconds on ``backend`` (CPU; ``paths``: its ONNX file)."""
+    if backend in EAGER_DTYPES or backend == "cpu-eager":
+        dtype = EAGER_DTYPES.get(backend, torch.float32)
+        with eval_copy(model, "cpu") as cpu_model, torch_threads(threads):
+            # a copy in another dtype: eval_copy may yield the caller's own model
+            converted = copy.deepcopy(cpu_model).to(dtype) if dtype != torch.float32 else cpu_model
+            return eager_layer_times(converted, sample.to(dtype), costs)
+    if backend in paths:
+        return onnxruntime_layer_times(paths[backend], sample, costs, threads=threads)
+    return {}
+
+
+def layerwise(model, rooflines, peaks, latency, paths, sample, macs, out_dir, threads, cache, say):
+    """Each CPU reading's floor (its format's peak and bytes, cache levels), cold-cache floor,
+    overhead model and the layers furthest from the floor; ``layerwise_roofline.csv``.
+
+    ``peaks`` maps a numeric format to its CPU peak (a dict, or one with an ``error``).
+    """
     readings = {b: r for b, r in rooflines.items() if "error" not in r and device_of(b) == "cpu"}
-    if not readings or "error" in peak.get("cpu", {"error": ""}):
+    if not readings:
         return
     say("layer-wise roofline")
-    cpu_peak = MachinePeak.from_dict(peak["cpu"])
     try:
-        costs = layer_costs(model, tuple(sample.shape), total_macs=macs)
+        fp32_costs = layer_costs(model, tuple(sample.shape), total_macs=macs)
     except Exception as error:
         for reading in readings.values():
             reading["layerwise_error"] = describe_error(error)
         return
-    write_csv(
-        out_dir / "layerwise_roofline.csv",
-        ["layer", "kind", "flops", "bytes", "compute_ms", "memory_ms", "bound"],
-        layer_costs_to_csv_rows(costs, cpu_peak),
-    )
+    rows: list[list[Any]] = []
+    costs_of: dict[str, Any] = {}
     for backend, reading in readings.items():
+        fmt = reading["peak_format"]
+        if "error" in peaks.get(fmt, {"error": ""}):
+            reading["layerwise_error"] = f"{fmt} peak unavailable"
+            continue
+        peak = MachinePeak.from_dict(peaks[fmt])
+        if fmt not in costs_of:
+            costs_of[fmt] = costs_in_format(fp32_costs, fmt)
+            rows.extend(layer_costs_to_csv_rows(costs_of[fmt], peak))
+        costs = costs_of[fmt]
         times: dict[str, float] = {}
         try:
-            if backend == "cpu-eager":
-                with eval_copy(model, "cpu") as cpu_model, torch_threads(threads):
-                    times = eager_layer_times(cpu_model, sample, costs)
-            elif backend in paths:
-                times = onnxruntime_layer_times(paths[backend], sample, costs, threads=threads)
+            times = layer_times(backend, model, paths, sample, costs, threads)
         except Exception as error:
             reading["layer_times_error"] = describe_error(error)
         p50 = latency[backend].batch1.p50_ms
-        reading.update(layerwise_roofline(costs, cpu_peak, p50, times))
+        reading.update(layerwise_roofline(costs, peak, p50, times))
+        reading.update(
+            floors(costs, peak, p50, times, backend, threads, cache, (model, paths, sample))
+        )
+    if rows:
+        write_csv(out_dir / "layerwise_roofline.csv", CSV_HEADER, rows)
+    else:
+        (out_dir / "layerwise_roofline.csv").unlink(missing_ok=True)  # none from an earlier run
+
+
+def floors(costs, peak, p50, times, backend, threads, cache, network) -> dict[str, Any]:
+    """The floors and the overhead model (its error recorded when the probe fails).
+
+    ``network`` is ``(model, paths, sample)``: what the backend runs, to count the operators
+    without weights that the model charges too.
+    """
+    model, paths, sample = network
+    try:
+        op_costs = cached_op_costs(cache, backend, threads)
+        with eval_copy(model, "cpu") as cpu_model, torch_threads(threads):
+            other = count_other_ops(backend, cpu_model, paths.get(backend), sample, threads)
+    except Exception as error:
+        figures = floor_figures(costs, peak, p50, times, None)
+        return {**figures, "overhead_model_error": describe_error(error)}
+    return floor_figures(costs, peak, p50, times, op_costs, other)

@@ -37,9 +37,10 @@ from ..measure import exclusive, precision
 from ..measure.backends import backend_method, device_of, is_onnxruntime, parse_backends
 from ..measure.complexity import count_complexity, count_parameters, macs_by_layer
 from ..measure.export import OPSET, ExportResult, ParityResult, check_parity, export_onnx
+from ..measure.formats import ELEMENT_BYTES, cached_format_peak, peak_format
 from ..measure.latency import BackendResult, measure_latency
 from ..measure.precision import PrecisionPolicy
-from ..measure.roofline import MachinePeak, cached_peak, min_bytes_moved, roofline
+from ..measure.roofline import MachinePeak, min_bytes_moved, roofline
 from ..measure.sysinfo import describe_system
 from ..train import rundir
 from . import deployment
@@ -195,46 +196,62 @@ def _latency(
 
 
 def _rooflines(model, inputs, num_classes, macs, macs_error, latency, config, threads, say):
-    """Each measured device's peak, and each measured backend's roofline reading."""
+    """Each measured device's peaks per format, and each measured backend's roofline reading.
+
+    Returns ``(peak, peak_formats, rooflines)``: ``peak[device]`` is the fp32 peak (bandwidths
+    and cache levels included), ``peak_formats[device][format]`` every other format's peak that
+    a backend was judged against, and each reading names its ``peak_format``.
+    """
     measured = {
         backend: result
         for backend, result in latency.items()
         if result.ok and result.batch1 is not None and backend not in NO_ROOFLINE
     }
-    bytes_moved = min_bytes_moved(model, inputs.input_shape, num_classes)
-    peak = {
-        device: _peak(config, device, threads, macs, measured, say)
-        for device in dict.fromkeys(device_of(backend) for backend in measured)
+    formats = {backend: peak_format(backend, tf32=config.tf32) for backend in measured}
+    wanted = dict.fromkeys((device_of(b), fmt) for b, fmt in formats.items())
+    peaks = {
+        (device, fmt): _peak(config, device, fmt, threads, macs, measured, formats, say)
+        for device, fmt in dict.fromkeys([*((d, "fp32") for d, _ in wanted), *wanted])
     }
+    peak = {device: value for (device, fmt), value in peaks.items() if fmt == "fp32"}
+    peak_formats: dict[str, dict[str, Any]] = {}
+    for (device, fmt), value in peaks.items():
+        if fmt != "fp32":
+            peak_formats.setdefault(device, {})[fmt] = value
     rooflines: dict[str, Any] = {}
     for backend, result in measured.items():
-        device = device_of(backend)
+        fmt, found = formats[backend], peaks[(device_of(backend), formats[backend])]
         if macs is None:
             rooflines[backend] = {"error": f"MACs unavailable: {macs_error}"}
-        elif "error" in peak[device]:
-            rooflines[backend] = {"error": f"{device} peak unavailable: {peak[device]['error']}"}
+        elif "error" in found:
+            rooflines[backend] = {"error": f"{fmt} peak unavailable: {found['error']}"}
         else:
+            size = ELEMENT_BYTES[fmt]
+            bytes_moved = min_bytes_moved(model, inputs.input_shape, num_classes, size, size)
             rooflines[backend] = roofline(
-                macs, result.batch1.p50_ms, MachinePeak.from_dict(peak[device]), bytes_moved
+                macs, result.batch1.p50_ms, MachinePeak.from_dict(found), bytes_moved
             )
-    return peak, rooflines
+    return peak, peak_formats, rooflines
 
 
-def _peak(config, device, threads, macs, measured, say) -> dict[str, Any]:
-    """The device's cached peak, probed again (once) if a measured network beat its FLOP/s.
+def _peak(config, device, fmt, threads, macs, measured, formats, say) -> dict[str, Any]:
+    """The cached peak of one format, probed again (once) if a backend of it beat its FLOP/s.
 
     A peak probed while the machine was busy is too low, and a cached one would then report
-    more than 100% of peak for every later profile. (Only the compute side is checked: a network
-    whose weights partly stay in the last-level cache between calls can legitimately run below
-    the memory bound, which assumes every weight comes from DRAM.)
+    more than 100% of peak for every later profile. Only backends of the same format are
+    compared: an int8 or bf16 backend is judged against its own format's peak, never fp32's.
     """
-    say(f"{device} peak (cached per machine)")
+    say(f"{device} {fmt} peak (cached per machine)")
     try:
-        peak = cached_peak(config.peak_cache_dir, device, threads)
-        fastest = min(r.batch1.p50_ms for b, r in measured.items() if device_of(b) == device)
-        if macs is not None and 2.0 * macs / (fastest * 1e-3) / 1e9 > peak.gflops:
-            say(f"{device}: a network beat the cached FLOP/s peak; probing it again")
-            peak = cached_peak(config.peak_cache_dir, device, threads, refresh=True)
+        peak = cached_format_peak(config.peak_cache_dir, device, threads, fmt)
+        own = [
+            r.batch1.p50_ms
+            for b, r in measured.items()
+            if formats[b] == fmt and device_of(b) == device
+        ]
+        if macs is not None and own and 2.0 * macs / (min(own) * 1e-3) / 1e9 > peak.gflops:
+            say(f"{device}: a {fmt} network beat the cached {fmt} FLOP/s peak; probing it again")
+            peak = cached_format_peak(config.peak_cache_dir, device, threads, fmt, refresh=True)
         return peak.to_dict()
     except Exception as error:
         return {"error": describe_error(error)}
@@ -289,11 +306,21 @@ def _measure(
         deployment.cold_starts(
             arch, num_classes, latency, paths, out_dir, inputs.latency[:1], threads, say
         )
-    peak, rooflines = _rooflines(
+    peak, peak_formats, rooflines = _rooflines(
         model, inputs, num_classes, macs, macs_error, latency, config, threads, say
     )
     deployment.layerwise(
-        model, rooflines, peak, latency, paths, inputs.latency[:1], macs, out_dir, threads, say
+        model,
+        rooflines,
+        {**peak_formats.get("cpu", {}), "fp32": peak.get("cpu", {"error": "not probed"})},
+        latency,
+        paths,
+        inputs.latency[:1],
+        macs,
+        out_dir,
+        threads,
+        config.peak_cache_dir,
+        say,
     )
     return {
         "arch": arch,
@@ -321,6 +348,7 @@ def _measure(
         "numerics": numerics,
         "latency": {backend: result.to_dict() for backend, result in latency.items()},
         "peak": peak,
+        "peak_formats": peak_formats,
         "roofline": rooflines,
         "config": {
             **config.to_dict(),

@@ -79,7 +79,16 @@ def print_summary(profile: dict[str, Any], console) -> None:
         f"{system.get('torch_threads')} threads)"
     )
     table.add_column("backend", no_wrap=True)
-    for column in ("mean ± std ms", "p50 ms", "p99 ms", "img/s by batch", "% of peak"):
+    columns = (
+        "mean ± std ms",
+        "p50 ms",
+        "p99 ms",
+        "img/s by batch",
+        "% of peak",
+        "× floor",
+        "× expected",
+    )
+    for column in columns:
         table.add_column(column, justify="right")
     rooflines = profile.get("roofline") or {}
     not_run = []
@@ -91,7 +100,9 @@ def print_summary(profile: dict[str, Any], console) -> None:
         throughput = " ".join(
             f"{batch}:{rate:,.0f}" for batch, rate in (result.get("throughput") or {}).items()
         )
-        fraction = (rooflines.get(backend) or {}).get("fraction_of_peak")
+        reading = rooflines.get(backend) or {}
+        fraction = reading.get("fraction_of_peak")
+        over_floor, over_expected = reading.get("p50_over_floor"), reading.get("p50_over_expected")
         table.add_row(
             backend + (" *" if backend in NO_ROOFLINE else ""),
             f"{stats['mean_ms']:.3f} ± {stats['std_ms']:.3f}",
@@ -99,9 +110,15 @@ def print_summary(profile: dict[str, Any], console) -> None:
             f"{stats['p99_ms']:.3f}",
             throughput or "-",
             f"{100 * fraction:.1f}%" if fraction is not None else "-",
+            f"{over_floor:.2f}" if over_floor is not None else "-",
+            f"{over_expected:.2f}" if over_expected is not None else "-",
         )
     if table.row_count:
         console.print(table)
+        console.print(
+            "  × floor: p50 over its floor (own format's peak and bytes, cache levels); "
+            "× expected: p50 over the overhead model (a model, not a bound)"
+        )
     naive = (profile.get("latency") or {}).get("cuda-naive") or {}
     if naive.get("status") == "ok":
         console.print("  * no CUDA synchronization (the study's method): launch time only")

@@ -223,11 +223,14 @@ def render_markdown(
                 f"Achieved GFLOP/s = 2 x MACs / p50 latency ({MACS_CONVENTION}); "
                 "% of the machine's measured peak; "
                 "lower bound = the fastest time the measured compute and memory peaks allow for "
-                "the whole network; layer-wise bound = the sum over layers of each layer's own "
-                "bound (its FLOPs at peak, or its weights and input and output activations at "
-                "the measured bandwidth, whichever is longer): the honest floor, and p50 vs "
-                "layer-wise is measured over it. Reduced-precision backends are compared with "
-                "the fp32 bounds.",
+                "the whole network; layer-wise bound = the floor: the sum over layers of each "
+                "layer's own bound (its FLOPs at peak, or its weights and input and output "
+                "activations at the bandwidth of the fastest memory level they fit, whichever "
+                "is longer), and p50 vs layer-wise is measured over it; floor_dram = the same "
+                "with every byte from DRAM (cold caches). Each backend is judged against its "
+                "own numeric format's peak and bytes (peak_format). expected = a model, not a "
+                "bound: each layer's floor or the backend's measured cost of one operator call, "
+                "whichever is longer, summed.",
                 "",
                 _markdown(efficiency, 2),
                 "",

@@ -77,6 +77,9 @@ def run_table(records: Sequence[RunRecord]) -> pd.DataFrame:
             row[f"{backend}_peak_fraction"] = roof.get("fraction_of_peak")
             row[f"{backend}_lower_bound_ms"] = roof.get("lower_bound_ms")
             row[f"{backend}_layerwise_bound_ms"] = roof.get("layerwise_bound_ms")
+            row[f"{backend}_floor_dram_ms"] = roof.get("floor_dram_ms")
+            row[f"{backend}_expected_ms"] = roof.get("expected_ms")
+            row[f"{backend}_peak_format"] = roof.get("peak_format")
             cold = nested_get(profile, "latency", backend, "cold_start") or {}
             for stage in ("load_ms", "session_ms", "first_inference_ms"):
                 row[f"{backend}_cold_{stage}"] = cold.get(stage)
@@ -205,6 +208,12 @@ def efficiency_table(table: pd.DataFrame) -> pd.DataFrame:
                     "p50_vs_layerwise": _over(
                         row[f"{backend}_p50_ms"], row.get(f"{backend}_layerwise_bound_ms")
                     ),
+                    "floor_dram_ms": row.get(f"{backend}_floor_dram_ms"),
+                    "expected_ms": row.get(f"{backend}_expected_ms"),
+                    "p50_vs_expected": _over(
+                        row[f"{backend}_p50_ms"], row.get(f"{backend}_expected_ms")
+                    ),
+                    "peak_format": row.get(f"{backend}_peak_format"),
                     "gflops": row[f"{backend}_gflops"],
                     "peak_pct": None if is_missing(fraction) else 100.0 * fraction,
                 }
