@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -46,6 +47,12 @@ _saved_env: dict[str, str | None] = {}
 def pytest_configure(config: pytest.Config) -> None:
     """Runs before collection, so module-level defaults already see the temporary caches."""
     global _session_dir
+    if os.environ.get("PYTEST_XDIST_WORKER") is not None:
+        # Two workers on the machine's cores: one torch/OpenMP thread each (and in their
+        # subprocesses), or four spinning threads on two cores slow every test several times.
+        os.environ["OMP_NUM_THREADS"] = "1"
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
     _session_dir = Path(tempfile.mkdtemp(prefix="archbench-test-session-"))
     for name, folder in HERMETIC_ENV.items():
         _saved_env[name] = os.environ.get(name)

@@ -283,7 +283,8 @@ def test_a_run_whose_node_is_lost_resumes_on_the_other_node(
     two_workers, local_results, data_dir, tmp_path, head_lines
 ):
     survivors = worker_ids(two_workers)
-    entries, screen = two_runs(tmp_path, data_dir), Console(record=True, width=250)
+    # wide enough that no summary cell folds, however long tmp_path is (xdist adds popen-gwN)
+    entries, screen = two_runs(tmp_path, data_dir), Console(record=True, width=1000)
     outcome, victim = run_losing_a_node(two_workers, tmp_path / "suite", entries, 1, head_lines,
                                         screen)  # fmt: skip
     survivors -= {victim["node"]["id"]}
