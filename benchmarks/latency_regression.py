@@ -64,7 +64,6 @@ def _pytest(args: argparse.Namespace, extra: list[str]) -> int:
     }
     command = [
         sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:cacheprovider",
-        "-n", "0",  # the suite's default is two xdist workers, which disable pytest-benchmark
         "--benchmark-only", "--benchmark-columns=min,median,mean,stddev,rounds",
         "--benchmark-sort=name", f"--benchmark-storage=file://{args.storage / machine_id()}",
         *(["-k", args.select] if args.select else []), *extra,

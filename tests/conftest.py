@@ -14,14 +14,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ARCHBENCH_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -47,12 +45,6 @@ _saved_env: dict[str, str | None] = {}
 def pytest_configure(config: pytest.Config) -> None:
     """Runs before collection, so module-level defaults already see the temporary caches."""
     global _session_dir
-    if os.environ.get("PYTEST_XDIST_WORKER") is not None:
-        # Two workers on the machine's cores: one torch/OpenMP thread each (and in their
-        # subprocesses), or four spinning threads on two cores slow every test several times.
-        os.environ["OMP_NUM_THREADS"] = "1"
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(1)
     _session_dir = Path(tempfile.mkdtemp(prefix="archbench-test-session-"))
     for name, folder in HERMETIC_ENV.items():
         _saved_env[name] = os.environ.get(name)
@@ -69,16 +61,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_session_dir, ignore_errors=True)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``), a module's tests go to one worker, so its
-    module-scoped fixtures (trained runs) are built once; a test with its own ``xdist_group``
-    (Ray: one cluster on the machine at a time) goes with its group instead."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-
-
 def extract_archive(name: str) -> Path:
     """Extract ``shared/data/<name>.tar.gz`` into a cache keyed by its hash; return the folder."""
     archive = SHARED_DATA / f"{name}.tar.gz"
@@ -90,13 +72,11 @@ def extract_archive(name: str) -> Path:
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
     target = CACHE_ROOT / f"{name}-{digest}"
     done = target / ".extracted"
-    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{target}.lock"):  # pytest-xdist workers (and parallel sessions) extract once
-        if not done.exists():
-            target.mkdir(parents=True, exist_ok=True)
-            with tarfile.open(archive) as tar:
-                tar.extractall(target, filter="data")
-            done.touch()
+    if not done.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+        done.touch()
     return target / name
 
 
@@ -156,25 +136,6 @@ class TrainedRun:
     data_dir: Path
 
 
-def built_once(tmp_path_factory, name: str, build) -> Path:
-    """``build(folder)`` once per test session, even under pytest-xdist: the first worker builds
-    into a folder all workers share (beside their own temporary roots), the others wait on its
-    lock and reuse it. Without xdist, a plain session folder."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        folder = tmp_path_factory.mktemp(name)
-        build(folder)
-        return folder
-    folder = base.parent / f"shared-{name}"
-    with FileLock(f"{folder}.lock"):
-        if not (folder / ".built").exists():
-            shutil.rmtree(folder, ignore_errors=True)  # a half-built one from a failed worker
-            folder.mkdir()
-            build(folder)
-            (folder / ".built").touch()
-    return folder
-
-
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> TrainedRun:
     """One real ``archbench run``: squeezenet_dsc, one epoch on digits, profiled on every CPU
@@ -183,15 +144,13 @@ def digits_run(tmp_path_factory) -> TrainedRun:
     ``copy_run`` it first to change anything."""
     from archbench.cli import main
 
-    def build(tmp: Path) -> None:
-        code = main(
-            ["run", "--arch", "squeezenet_dsc", "--dataset", "digits", "--max-epochs", "1",
-             "--runs-dir", str(tmp / "runs"), "--data-dir", str(tmp / "data"), "--quiet",
-             *PROFILE_FAST]
-        )  # fmt: skip
-        assert code == 0
-
-    tmp = built_once(tmp_path_factory, "digits-run", build)
+    tmp = tmp_path_factory.mktemp("digits-run")
+    code = main(
+        ["run", "--arch", "squeezenet_dsc", "--dataset", "digits", "--max-epochs", "1",
+         "--runs-dir", str(tmp / "runs"), "--data-dir", str(tmp / "data"), "--quiet",
+         *PROFILE_FAST]
+    )  # fmt: skip
+    assert code == 0
     (run_dir,) = (tmp / "runs").iterdir()
     return TrainedRun(run_dir=run_dir, data_dir=tmp / "data")
 
@@ -214,15 +173,13 @@ def cifar_mini_run(tmp_path_factory, cifar10_mini) -> TrainedRun:
     leaves features that barely vary between images)."""
     from archbench.cli import main
 
-    def build(tmp: Path) -> None:
-        code = main(
-            ["run", "--arch", "squeezenet_dsc", "--dataset", f"imagefolder:{cifar10_mini}",
-             "--max-epochs", "1", "--threads", "2", "--runs-dir", str(tmp / "runs"),
-             "--data-dir", str(tmp / "data"), "--quiet", "--backends", "cpu-eager,cpu-onnxruntime",
-             "--no-cold-start", *PROFILE_FAST[2:]]
-        )  # fmt: skip
-        assert code == 0
-
-    tmp = built_once(tmp_path_factory, "cifar-mini-run", build)
+    tmp = tmp_path_factory.mktemp("cifar-mini-run")
+    code = main(
+        ["run", "--arch", "squeezenet_dsc", "--dataset", f"imagefolder:{cifar10_mini}",
+         "--max-epochs", "1", "--threads", "2", "--runs-dir", str(tmp / "runs"),
+         "--data-dir", str(tmp / "data"), "--quiet", "--backends", "cpu-eager,cpu-onnxruntime",
+         "--no-cold-start", *PROFILE_FAST[2:]]
+    )  # fmt: skip
+    assert code == 0
     (run_dir,) = (tmp / "runs").iterdir()
     return TrainedRun(run_dir=run_dir, data_dir=tmp / "data")

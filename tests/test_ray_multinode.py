@@ -36,10 +36,7 @@ from tests.failing_digits_net import MESSAGE
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402 (after the skip when Ray is missing)
 
-pytestmark = [
-    pytest.mark.slow,  # each test trains several runs on a cluster (20-40 s on 2 cores)
-    pytest.mark.xdist_group("ray"),  # one Ray cluster on the machine at a time
-]
+pytestmark = pytest.mark.slow  # each test trains several runs on a cluster (20-40 s on 2 cores)
 
 TINY = f"{Path(__file__).with_name('tiny_digits_net.py')}:build"
 BROKEN = f"{Path(__file__).with_name('failing_digits_net.py')}:build_broken"

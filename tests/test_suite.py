@@ -158,7 +158,6 @@ def test_failing_run_is_retried_then_reported_with_its_reason(tmp_path):
     assert f"| {TINY_NET} " in outcome.report.read_text()
 
 
-@pytest.mark.xdist_group("ray")  # one Ray cluster on the machine at a time (pytest-xdist)
 def test_ray_backend_runs_the_same_suite_and_profiles_alone(tmp_path):
     ray = pytest.importorskip("ray")
     _, entries = plan(file=two_tiny_networks(tmp_path))
