@@ -49,6 +49,7 @@ from archbench.measure.latency import measure_latency  # noqa: E402
 from archbench.measure.layerwise import layer_costs  # noqa: E402
 from archbench.measure.numerics import bf16_skip_reason, compare_to_fp32  # noqa: E402
 from archbench.measure.onnxrt import create_session  # noqa: E402
+from archbench.measure.overhead import cached_op_costs  # noqa: E402
 from archbench.measure.quantize import calibration_subset, quantize_int8  # noqa: E402
 from archbench.measure.roofline import min_bytes_moved, roofline  # noqa: E402
 from archbench.profile.deployment import floors, layer_times  # noqa: E402
@@ -128,6 +129,17 @@ def backend_row(label, backend, model, paths, test, macs, fp32_costs, args) -> d
         ),
         "layers_timed": len(times),
     }
+
+
+def refresh_probes(args) -> None:
+    """Probe each backend's format peak (fp32 first: the others take its bandwidths) and its
+    operator costs again, once, before anything is timed."""
+    formats = dict.fromkeys(["fp32", *(peak_format(backend) for backend in args.backends)])
+    for fmt in formats:
+        peak = cached_format_peak(args.peak_cache, "cpu", args.threads, fmt, refresh=True)
+        print(f"# {fmt} peak probed again: {peak.gflops:.0f} GFLOP/s, {peak.gbps:.1f} GB/s")
+    for backend in args.backends:
+        cached_op_costs(args.peak_cache, backend, args.threads, refresh=True)
 
 
 def below_own_floor(row: dict) -> str:
@@ -216,11 +228,19 @@ def main() -> int:
         "--peak-cache", type=Path, help="peak cache directory (default: archbench's own)"
     )
     parser.add_argument(
+        "--refresh-peak",
+        action="store_true",
+        help="probe every format's peak and each backend's operator costs again first (a cached "
+        "probe from a busy spell makes floors too low or too high)",
+    )
+    parser.add_argument(
         "--json", type=Path, help="also write the rows here (one per network and backend)"
     )
     args = parser.parse_args()
     if "cpu-onnxruntime-int8" not in args.backends:
         args.backends = (*args.backends, "cpu-onnxruntime-int8")
+    if args.refresh_peak:
+        refresh_probes(args)
     rows = []
     for target in _targets(args):
         for row in network_rows(*target, args):

@@ -33,6 +33,7 @@ from archbench.measure.numerics import bf16_skip_reason
 from archbench.measure.overhead import (
     OP_KINDS,
     count_other_ops,
+    curve_ms,
     expected_ms,
     op_kind,
     probe_op_costs,
@@ -184,7 +185,7 @@ def test_a_format_peak_is_probed_once_and_cached_beside_fp32(fmt, tmp_path):
 # ------------------------------------------------------------------------------ overhead model
 
 
-def test_the_overhead_model_is_the_sum_of_each_layers_floor_or_per_op_cost():
+def test_the_overhead_model_is_the_sum_of_each_layers_floor_or_its_cost_on_the_curve():
     costs = layer_costs(TwoLayers(in_channels=1), (1, 1, 8, 8))
     # groups decides depthwise, not a one-channel input
     kinds = {cost.name: op_kind(cost) for cost in costs}
@@ -192,14 +193,30 @@ def test_the_overhead_model_is_the_sum_of_each_layers_floor_or_per_op_cost():
     op_costs = probe_op_costs("cpu-onnxruntime", THREADS, runs=20, chain=4)
     by_kind = {kind: getattr(op_costs, f"{kind}_ms") for kind in OP_KINDS}
     assert min(by_kind.values()) >= 0 and op_costs.call_ms >= 0
+    # every kind with weights has a curve from its tiny probe (the fixed cost) upwards
+    assert set(op_costs.curves) == {"conv", "pointwise", "depthwise", "matmul"}
+    for kind, curve in op_costs.curves.items():
+        assert curve[0][1] == by_kind[kind] and len(curve) >= 3
+        assert [flops for flops, _ in curve] == sorted(flops for flops, _ in curve)
     peak = _peak(gflops=10.0, gbps=10.0)
     hand = op_costs.call_ms + sum(
-        max(cost.bound_ms(peak), by_kind[op_kind(cost)]) for cost in costs
+        max(cost.bound_ms(peak), curve_ms(op_costs.curves[op_kind(cost)], cost.flops))
+        for cost in costs
     )
     assert expected_ms(costs, peak, op_costs) == pytest.approx(hand)
     with_others = expected_ms(costs, peak, op_costs, other_ops=3)
     assert with_others == pytest.approx(hand + 3 * op_costs.other_ms)
     assert expected_ms(costs, peak, op_costs) >= layerwise_bound_ms(costs, peak)
+
+
+def test_a_layers_cost_is_read_off_its_kinds_curve():
+    curve = [[100.0, 0.002], [10_000.0, 0.02], [1_000_000.0, 0.2]]
+    assert curve_ms(curve, 10.0) == 0.002  # below the tiny probe: its fixed cost
+    assert curve_ms(curve, 10_000.0) == pytest.approx(0.02)  # on a probe: its time
+    assert curve_ms(curve, 1_000.0) == pytest.approx(0.002 * 10**0.5)  # log-log between
+    assert curve_ms(curve, 4_000_000.0) == pytest.approx(0.8)  # above: the largest one's rate
+    pointwise = layer_costs(nn.Sequential(nn.Conv2d(4, 4, 1)), (1, 4, 4, 4))
+    assert [op_kind(cost) for cost in pointwise] == ["pointwise"]
 
 
 def test_the_operators_without_weights_are_counted_per_backend(tmp_path):

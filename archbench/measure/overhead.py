@@ -2,26 +2,32 @@
 
 No roofline term captures the fixed cost of running one operator: on ONNX Runtime a depthwise
 node costs microseconds whatever its size, so a network of many small layers sits far above
-its floor however good the engine is. :func:`probe_op_costs` measures, per backend, the fixed
-cost of one operator call (a tiny convolution, a tiny depthwise convolution, a tiny matrix
-product) as the slope of a chain of ``CHAIN`` such operators against one, and the fixed cost
-of the call itself (the one-node chain less its operator). Then
+its floor however good the engine is. Nor does the peak say what a small kernel reaches: the
+peak is a large matrix product's, and a 1x1 convolution over 16x16 pixels gets a fraction of
+it. :func:`probe_op_costs` measures, per backend and operator kind, one operator's time at a
+few sizes, from a tiny one (the fixed cost) to a large one (near the kernel's best rate), each
+as the slope of a chain of ``CHAIN`` such operators against one; the fixed cost of the call
+itself is the one-node chain less its operator. A layer's cost is that curve read at the
+layer's FLOPs (log-log interpolation; beyond the largest probe, at the largest probe's rate).
+Then
 
-    expected = call cost + sum over layers of max(layer floor, the layer's per-op cost)
+    expected = call cost + sum over layers of max(layer floor, the layer's cost on the curve)
 
 where compute-only entries (BatchNorm, fused activations) add their floor only. A measurement
 may be below "expected" (it is no bound); p50 / expected says how much a network loses to
-something other than per-operator overhead and its floor.
+something the probes do not have (layouts, fusion, a shape the kernels handle worse).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +55,23 @@ RUNS = 100
 # "other": a tiny operator without weights (pooling, concatenation, quantize/dequantize, a
 # layout reorder or, in eager PyTorch, an activation or BatchNorm module): the model charges
 # each one the network runs at this cost.
-OP_KINDS = ("conv", "depthwise", "matmul", "other")
+OP_KINDS = ("conv", "pointwise", "depthwise", "matmul", "other")
+# The sizes each kind is probed at, (channels, side), smallest first: the tiny one gives the
+# fixed cost, the others how the rate grows with size, spanning the study's layers at 32x32
+# (16-512 channels, 32x32 down to 2x2). A matrix product of channels * side**2 features.
+CURVE_SIZES: dict[str, tuple[tuple[int, int], ...]] = {
+    "conv": ((CHANNELS, SIDE), (32, 8), (64, 16), (256, 8)),
+    "pointwise": ((CHANNELS, SIDE), (32, 8), (64, 16), (256, 8)),
+    "depthwise": ((CHANNELS, SIDE), (32, 8), (64, 16), (256, 16)),
+    "matmul": ((CHANNELS, SIDE), (16, 4), (64, 4)),
+}
 CPU_BACKENDS = ("cpu-eager", "cpu-eager-bf16", "cpu-onnxruntime", "cpu-onnxruntime-int8")
 
 
 @dataclass(frozen=True)
 class OpCosts:
-    """Milliseconds of one operator call of each kind, and of the call around them."""
+    """Milliseconds of one operator call of each kind (its tiny probe: the fixed cost), the
+    call around them, and each kind's curve: ``[flops, ms]`` of one operator per probed size."""
 
     backend: str
     conv_ms: float
@@ -64,25 +80,60 @@ class OpCosts:
     call_ms: float
     other_ms: float = 0.0
     chain: int = CHAIN
+    pointwise_ms: float = 0.0
+    curves: dict[str, list[list[float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def per_op_ms(self, cost: LayerCost) -> float:
-        """The fixed cost the backend pays to run this layer (0 for a fused entry)."""
+        """What the backend takes to run this layer as one operator of its kind, read off the
+        kind's curve at the layer's FLOPs (the fixed cost without a curve; 0 for a fused entry)."""
         kind = op_kind(cost)
-        return 0.0 if kind is None else getattr(self, f"{kind}_ms")
+        if kind is None:
+            return 0.0
+        curve = self.curves.get(kind)
+        if not curve:
+            return getattr(self, f"{kind}_ms")
+        return curve_ms(curve, cost.flops)
+
+
+def curve_ms(curve: list[list[float]], flops: float) -> float:
+    """One operator's milliseconds at ``flops``: log-log interpolation between the probed
+    sizes; the smallest probe's time below it (the fixed cost), the largest probe's rate above."""
+    points = sorted((max(f, 1.0), max(ms, 1e-9)) for f, ms in curve)
+    flops = max(float(flops), 1.0)
+    if flops <= points[0][0]:
+        return points[0][1]
+    for (f0, t0), (f1, t1) in itertools.pairwise(points):
+        if flops <= f1:
+            share = (math.log(flops) - math.log(f0)) / (math.log(f1) - math.log(f0))
+            return math.exp(math.log(t0) + share * (math.log(t1) - math.log(t0)))
+    last_flops, last_ms = points[-1]
+    return last_ms * flops / last_flops
 
 
 def op_kind(cost: LayerCost) -> str | None:
-    """``conv``, ``depthwise``, ``matmul``, or ``None`` for a compute-only (fused) entry."""
+    """``conv``, ``pointwise`` (1x1), ``depthwise``, ``matmul``, or ``None`` for a
+    compute-only (fused) entry."""
     if cost.weight_shape is None:
         return None
     if cost.kind == "Linear":
         return "matmul"
     if cost.groups > 1 and len(cost.weight_shape) >= 2 and cost.weight_shape[1] == 1:
         return "depthwise"
+    if len(cost.weight_shape) == 4 and tuple(cost.weight_shape[2:]) == (1, 1):
+        return "pointwise"
     return "conv"
+
+
+def op_flops(kind: str, channels: int, side: int) -> int:
+    """FLOPs (2 x MACs) of one probe operator of ``kind`` at ``(channels, side)``."""
+    if kind == "matmul":
+        return 2 * (channels * side * side) ** 2
+    taps = {"conv": 9, "pointwise": 1, "depthwise": 9}[kind]
+    per_pixel = channels * taps * (1 if kind == "depthwise" else channels)
+    return 2 * per_pixel * side * side
 
 
 def _median_ms(fn: Callable[[], Any], runs: int) -> float:
@@ -96,34 +147,40 @@ def _median_ms(fn: Callable[[], Any], runs: int) -> float:
     return statistics.median(samples) / 1e6
 
 
-def _eager_chain(kind: str, length: int, dtype: torch.dtype) -> tuple[nn.Module, torch.Tensor]:
+def _eager_chain(
+    kind: str, length: int, dtype: torch.dtype, channels: int = CHANNELS, side: int = SIDE
+) -> tuple[nn.Module, torch.Tensor]:
     def layer() -> nn.Module:
         if kind == "other":
             return nn.ReLU()
         if kind == "matmul":
-            return nn.Linear(CHANNELS * SIDE * SIDE, CHANNELS * SIDE * SIDE)
-        groups = CHANNELS if kind == "depthwise" else 1
-        return nn.Conv2d(CHANNELS, CHANNELS, 3, padding=1, groups=groups)
+            return nn.Linear(channels * side * side, channels * side * side)
+        if kind == "pointwise":
+            return nn.Conv2d(channels, channels, 1)
+        groups = channels if kind == "depthwise" else 1
+        return nn.Conv2d(channels, channels, 3, padding=1, groups=groups)
 
     torch.manual_seed(0)
     model = nn.Sequential(*(layer() for _ in range(length))).eval().to(dtype)
-    shape = (1, CHANNELS * SIDE * SIDE) if kind == "matmul" else (1, CHANNELS, SIDE, SIDE)
+    shape = (1, channels * side * side) if kind == "matmul" else (1, channels, side, side)
     return model, torch.randn(shape).to(dtype)
 
 
-def _eager_ms(kind: str, length: int, dtype: torch.dtype, runs: int) -> float:
-    model, x = _eager_chain(kind, length, dtype)
+def _eager_ms(
+    kind: str, length: int, dtype: torch.dtype, runs: int, size: tuple[int, int] = (CHANNELS, SIDE)
+) -> float:
+    model, x = _eager_chain(kind, length, dtype, *size)
     with torch.inference_mode():
         return _median_ms(lambda: model(x), runs)
 
 
-def _onnx_nodes(kind: str, length: int, int8: bool):
-    """One chain of ``length`` tiny nodes, their initializers and the input's type and shape."""
+def _onnx_nodes(kind: str, length: int, int8: bool, channels: int = CHANNELS, side: int = SIDE):
+    """One chain of ``length`` nodes, their initializers and the input's type and shape."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     conv = kind != "matmul"
-    shape = [1, CHANNELS, SIDE, SIDE] if conv else [1, CHANNELS * SIDE * SIDE]
+    shape = [1, channels, side, side] if conv else [1, channels * side * side]
     names = [f"t{i}" for i in range(length + 1)]
     if kind == "other":  # a 1x1 max pool: defined for float and uint8 alike
         nodes = [
@@ -132,11 +189,12 @@ def _onnx_nodes(kind: str, length: int, int8: bool):
         ]
         return nodes, [], TensorProto.UINT8 if int8 else TensorProto.FLOAT, shape
     if conv:
-        group = CHANNELS if kind == "depthwise" else 1
-        weight_shape = (CHANNELS, CHANNELS // group, 3, 3)
-        attrs = {"group": group, "pads": [1, 1, 1, 1]}
+        group = channels if kind == "depthwise" else 1
+        taps = 1 if kind == "pointwise" else 3
+        weight_shape = (channels, channels // group, taps, taps)
+        attrs = {"group": group, "pads": [taps // 2] * 4}
     else:
-        weight_shape, attrs = (CHANNELS * SIDE * SIDE,) * 2, {}
+        weight_shape, attrs = (channels * side * side,) * 2, {}
     if not int8:
         op = "Conv" if conv else "MatMul"
         weight = rng.standard_normal(weight_shape).astype(np.float32) * 0.1
@@ -162,10 +220,17 @@ def _onnx_nodes(kind: str, length: int, int8: bool):
     return nodes, initializers, TensorProto.UINT8, shape
 
 
-def _onnxruntime_ms(kind: str, length: int, int8: bool, threads: int, runs: int) -> float:
+def _onnxruntime_ms(
+    kind: str,
+    length: int,
+    int8: bool,
+    threads: int,
+    runs: int,
+    size: tuple[int, int] = (CHANNELS, SIDE),
+) -> float:
     from onnx import helper
 
-    nodes, initializers, elem, shape = _onnx_nodes(kind, length, int8)
+    nodes, initializers, elem, shape = _onnx_nodes(kind, length, int8, *size)
     graph = helper.make_graph(
         nodes,
         f"op_cost_{kind}_{length}",
@@ -180,23 +245,39 @@ def _onnxruntime_ms(kind: str, length: int, int8: bool, threads: int, runs: int)
 
 
 def probe_op_costs(backend: str, threads: int, *, runs: int = RUNS, chain: int = CHAIN) -> OpCosts:
-    """The fixed cost of one operator call of each kind on ``backend`` (a CPU backend)."""
+    """The fixed cost of one operator call of each kind on ``backend`` (a CPU backend), and
+    each kind's curve of one operator's time against its FLOPs."""
     if backend not in CPU_BACKENDS:
         raise ValueError(f"the overhead model probes the CPU backends only, not {backend!r}")
+
+    def chain_ms(kind: str, length: int, size: tuple[int, int], repeats: int) -> float:
+        if backend.startswith("cpu-onnxruntime"):
+            int8 = backend.endswith("-int8")
+            return _onnxruntime_ms(kind, length, int8, threads, repeats, size)
+        dtype = torch.bfloat16 if backend.endswith("-bf16") else torch.float32
+        return _eager_ms(kind, length, dtype, repeats, size)
+
     previous = torch.get_num_threads()
     torch.set_num_threads(int(threads))
     try:
         per_op: dict[str, float] = {}
         calls = []
+        curves: dict[str, list[list[float]]] = {}
         for kind in OP_KINDS:
-            if backend.startswith("cpu-onnxruntime"):
-                int8 = backend.endswith("-int8")
-                one, many = (_onnxruntime_ms(kind, n, int8, threads, runs) for n in (1, chain))
-            else:
-                dtype = torch.bfloat16 if backend.endswith("-bf16") else torch.float32
-                one, many = (_eager_ms(kind, n, dtype, runs) for n in (1, chain))
-            per_op[kind] = max((many - one) / (chain - 1), 0.0)
-            calls.append(max(one - per_op[kind], 0.0))
+            sizes = CURVE_SIZES.get(kind, ((CHANNELS, SIDE),))
+            curve = []
+            for index, size in enumerate(sizes):
+                # the larger sizes take milliseconds a chain: fewer repeats suffice
+                repeats = runs if index == 0 else max(runs // 5, 5)
+                one, many = (chain_ms(kind, n, size, repeats) for n in (1, chain))
+                op_ms = max((many - one) / (chain - 1), 0.0)
+                if index == 0:
+                    per_op[kind] = op_ms
+                    calls.append(max(one - op_ms, 0.0))
+                if kind != "other":
+                    curve.append([float(op_flops(kind, *size)), op_ms])
+            if curve:
+                curves[kind] = curve
     finally:
         torch.set_num_threads(previous)
     return OpCosts(
@@ -207,14 +288,17 @@ def probe_op_costs(backend: str, threads: int, *, runs: int = RUNS, chain: int =
         call_ms=min(calls),
         other_ms=per_op["other"],
         chain=chain,
+        pointwise_ms=per_op["pointwise"],
+        curves=curves,
     )
 
 
 def expected_ms(
     costs: list[LayerCost], peak: MachinePeak, op_costs: OpCosts, other_ops: int = 0
 ) -> float:
-    """The model: call cost + sum over layers of max(layer floor, the layer's per-op cost)
-    + the operators without weights the backend runs (``other_ops``) at their per-op cost."""
+    """The model: call cost + sum over layers of max(layer floor, the layer's cost on its
+    kind's curve) + the operators without weights the backend runs (``other_ops``) at their
+    per-op cost."""
     layers = sum(max(cost.bound_ms(peak), op_costs.per_op_ms(cost)) for cost in costs)
     return float(op_costs.call_ms + layers + other_ops * op_costs.other_ms)
 
@@ -246,7 +330,7 @@ def cached_op_costs(cache_dir, backend: str, threads: int, *, refresh: bool = Fa
     if not refresh and path.is_file():
         try:
             data = json.loads(path.read_text())
-            if "other_ms" in data:  # an entry from before the "other" probe is probed again
+            if data.get("curves"):  # an entry from before the curves is probed again
                 return OpCosts(**data)
         except (OSError, ValueError, TypeError):
             pass  # corrupt or from another version: probe again
@@ -300,11 +384,18 @@ def floor_figures(
         return figures
     expected = expected_ms(costs, peak, op_costs, other_ops)
     model = {"kind": "model, not a bound", **op_costs.to_dict(), "other_ops": other_ops}
+    timed = [cost for cost in costs if cost.name in measured_ms]
     return {
         **figures,
         "overhead_model": model,
         "expected_ms": expected,
         "p50_over_expected": p50_ms / expected if expected > 0 else None,
+        # the timed layers alone, measured and modelled: kernels slower than the model's curve
+        # show here, time between the layers (reorders, unweighted operators) does not
+        "timed_layers_ms": sum(measured_ms[cost.name] for cost in timed),
+        "timed_layers_expected_ms": sum(
+            max(cost.bound_ms(peak), op_costs.per_op_ms(cost)) for cost in timed
+        ),
     }
 
 
