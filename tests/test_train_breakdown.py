@@ -136,7 +136,7 @@ def test_throughput_json_rows_and_host(tmp_path, capsys):
         assert math.isclose(row["achieved_gflops"], row["images_per_s"] * 6 * macs / 1e9)
         assert math.isclose(row["peak_fraction"], row["achieved_gflops"] / peak)
         assert 0 < row["peak_fraction"] < 1
-    assert "% peak" in capsys.readouterr().out
+    assert "% fp32 peak" in capsys.readouterr().out
 
 
 def test_ab_rounds_pair_default_and_candidate(tmp_path):
