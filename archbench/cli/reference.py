@@ -76,13 +76,20 @@ def render_reference(parser: argparse.ArgumentParser | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m archbench.cli.reference",
+        description="Write the command reference page (markdown) from archbench's parsers.",
+    )
+    parser.add_argument("out", nargs="?", type=Path, help="the page to write (default: stdout)")
+    args = parser.parse_args(argv)
     page = render_reference()
-    if not args:
+    if args.out is None:
         sys.stdout.write(page)
         return 0
-    Path(args[0]).write_text(page, encoding="utf-8")
-    print(f"wrote {args[0]}")
+    args.out.write_text(page, encoding="utf-8")
+    print(f"wrote {args.out}")
     return 0
 
 
