@@ -57,7 +57,7 @@ from archbench.errors import ArchbenchError  # noqa: E402
 from archbench.measure.roofline import MachinePeak, cached_peak  # noqa: E402
 from archbench.train import PRECISIONS  # noqa: E402
 from archbench.train.breakdown import PHASES, StepBreakdown, profile_steps, write_csv  # noqa: E402
-from archbench.train.config import SPEED_CANDIDATES  # noqa: E402
+from archbench.train.config import CANDIDATE_PRECISION, SPEED_CANDIDATES  # noqa: E402
 from architectures import ArchitectureError  # noqa: E402
 
 # Each candidate: the trainer options that turn it on (defaults otherwise): the trainer's speed
@@ -81,12 +81,23 @@ AB_HEADER = (
 
 
 def precision_variants(args) -> dict[str, dict]:
+    """The timed variants by column name: each precision, and with --compile or each --with
+    candidate on top (a candidate for one precision only beside that precision)."""
     variants = {precision: {"precision": precision} for precision in args.precisions}
     if args.compile:
         variants.update(
             {f"{p}+compile": {"precision": p, "compile": True} for p in args.precisions}
         )
+    for candidate in args.with_candidates:
+        for p in args.precisions:
+            if CANDIDATE_PRECISION.get(candidate, p) == p:
+                variants[f"{p}+{candidate}"] = {"precision": p, **CANDIDATES[candidate]}
     return variants
+
+
+def variant_label(name: str, options: dict) -> str:
+    """The row's ``variant``: ``default``, ``compile`` or the candidate's name."""
+    return name.split("+", 1)[1] if "+" in name else "default"
 
 
 def measure_throughput(args, arch: str, root: Path, data: TrainingData, peak: MachinePeak) -> list:
@@ -110,7 +121,7 @@ def measure_throughput(args, arch: str, root: Path, data: TrainingData, peak: Ma
             {
                 "arch": arch,
                 "precision": options["precision"],
-                "variant": "compile" if options.get("compile") else "default",
+                "variant": variant_label(name, options),
                 "images_per_s": rate,
                 "images_per_s_repeats": rates[name],
                 "reference_images_per_s": reference,
@@ -269,6 +280,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers", type=int, default=2, help="reference DataLoader workers (default 2)"
     )
     parser.add_argument("--compile", action="store_true", help="also time archbench --compile")
+    parser.add_argument(
+        "--with",
+        dest="with_candidates",
+        metavar="CANDIDATES",
+        help="also time these candidates (see --ab) as columns of their own, each beside the "
+        "precision it is for (e.g. depthwise-fp32 beside bf16)",
+    )
     parser.add_argument("--threads", type=int, help="intra-op threads (default: torch's)")
     parser.add_argument("--interop-threads", type=int, help="inter-op threads (default: torch's)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write host, peak and rows")
@@ -311,6 +329,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [c for c in args.ab if c not in CANDIDATES]
     if unknown:
         parser.error(f"--ab {','.join(unknown)}: choose from {', '.join(CANDIDATES)}")
+    args.with_candidates = [c for c in (args.with_candidates or "").split(",") if c]
+    unknown = [c for c in args.with_candidates if c not in CANDIDATES]
+    if unknown:
+        parser.error(f"--with {','.join(unknown)}: choose from {', '.join(CANDIDATES)}")
     args.breakdown_with = [c for c in (args.breakdown_with or "").split(",") if c]
     unknown = [c for c in args.breakdown_with if c not in CANDIDATES]
     if unknown:
@@ -368,6 +390,8 @@ def run_breakdown(args, data: TrainingData, console: Console, document: dict) ->
     for arch in args.archs:
         for precision in args.precisions:
             for variant in ("default", *args.breakdown_with):
+                if CANDIDATE_PRECISION.get(variant, precision) != precision:
+                    continue  # a candidate for another precision
                 result = measure_breakdown(args, arch, data, precision, variant)
                 breakdowns[(arch, precision, variant)] = result
                 print_breakdown(console, (arch, precision, variant), result, args.breakdown_top)
@@ -393,6 +417,8 @@ def run_ab(args, data: TrainingData, document: dict) -> None:
     for arch in args.archs:
         for precision in args.precisions:
             for candidate in args.ab:
+                if CANDIDATE_PRECISION.get(candidate, precision) != precision:
+                    continue  # a candidate for another precision (depthwise-fp32: bf16 only)
                 row = measure_ab(args, arch, data, precision, candidate)
                 document["ab"].append(row)
                 print_ab(row)

@@ -106,8 +106,9 @@ def test_breakdown_csv_of_the_script(tmp_path, capsys):
 def test_throughput_json_rows_and_host(tmp_path, capsys):
     path = tmp_path / "throughput.json"
     code = train_throughput.main(
-        [*TINY_LOOP, "--steps", "2", "--repeats", "1", "--workers", "0", "--json", str(path)]
-    )
+        [*TINY_LOOP, "--steps", "2", "--repeats", "1", "--workers", "0", "--json", str(path),
+         "--with", "depthwise-fp32"]
+    )  # fmt: skip
     assert code == 0
     document = json.loads(path.read_text())
     assert "forward MACs" in document["convention"] and "x 3" in document["convention"]
@@ -121,9 +122,11 @@ def test_throughput_json_rows_and_host(tmp_path, capsys):
     assert len(host["load_average"]) == len(host["load_average_end"]) == 3
     peak = document["peak"]["gflops"]
     rows = document["rows"]
-    assert [(row["arch"], row["precision"]) for row in rows] == [
-        (TINY_NET, "fp32"),
-        (TINY_NET, "bf16"),
+    # --with: a bf16-only candidate gets a column beside bf16 and none beside fp32
+    assert [(row["arch"], row["precision"], row["variant"]) for row in rows] == [
+        (TINY_NET, "fp32", "default"),
+        (TINY_NET, "bf16", "default"),
+        (TINY_NET, "bf16", "depthwise-fp32"),
     ]
     macs = count_macs(build(10, 3), (1, 3, 32, 32))
     for row in rows:

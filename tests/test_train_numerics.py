@@ -20,8 +20,13 @@ from rich.console import Console
 from archbench.data import load_data
 from archbench.errors import ArchbenchError
 from archbench.train import RunLog, StopRequest, TrainConfig, Trainer
-from archbench.train.config import SPEED_CANDIDATES, make_optimizer
-from archbench.train.layout import contiguous_depthwise, is_depthwise
+from archbench.train.config import CANDIDATE_PRECISION, SPEED_CANDIDATES, make_optimizer
+from archbench.train.layout import (
+    Fp32DepthwiseConv2d,
+    contiguous_depthwise,
+    fp32_depthwise,
+    is_depthwise,
+)
 from architectures import create_arch
 
 # 256 images at the study's batch of 128: 2 steps an epoch, 4 in all, seconds per run.
@@ -51,13 +56,26 @@ def epoch_losses(data_dir: Path, run_dir: Path, **switches) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def default_losses(data_dir, tmp_path_factory) -> list[float]:
-    return epoch_losses(data_dir, tmp_path_factory.mktemp("default"))
+def default_losses(data_dir, tmp_path_factory):
+    """The default's per-epoch losses at a precision, trained once per precision."""
+    trained: dict[str, list[float]] = {}
+
+    def at(precision: str) -> list[float]:
+        if precision not in trained:
+            folder = tmp_path_factory.mktemp(f"default-{precision}")
+            trained[precision] = epoch_losses(data_dir, folder, precision=precision)
+        return trained[precision]
+
+    return at
 
 
 @pytest.mark.parametrize("candidate", sorted(SPEED_CANDIDATES))
 def test_candidate_keeps_the_training_loss(candidate, default_losses, data_dir, tmp_path):
-    losses = epoch_losses(data_dir, tmp_path, **SPEED_CANDIDATES[candidate])
+    # A bf16 candidate against the bf16 default (bf16 runs on every host: emulated where the
+    # CPU lacks it, only slower)
+    precision = CANDIDATE_PRECISION.get(candidate, "fp32")
+    losses = epoch_losses(data_dir, tmp_path, precision=precision, **SPEED_CANDIDATES[candidate])
+    default_losses = default_losses(precision)
     assert len(losses) == len(default_losses) == 2
     for epoch, (mine, default) in enumerate(zip(losses, default_losses, strict=True), start=1):
         assert math.isfinite(mine)
@@ -97,6 +115,33 @@ def test_depthwise_contiguous_runs_nchw_with_the_same_gradients():
     for name, gradient in gradients.items():
         floor = 1e-4 * gradient.abs().max().item()
         torch.testing.assert_close(switched_gradients[name], gradient, rtol=1e-4, atol=floor)
+
+
+def test_depthwise_fp32_keeps_only_the_depthwise_layers_out_of_bf16_autocast():
+    torch.manual_seed(0)
+    model = create_arch("mobilenet", num_classes=10, in_channels=3).train()
+    model = model.to(memory_format=torch.channels_last)
+    switched = copy.deepcopy(model)
+    depthwise = sum(is_depthwise(m) for m in model.modules())
+    assert fp32_depthwise(switched) == depthwise > 0
+    assert switched.state_dict().keys() == model.state_dict().keys()  # checkpoints unchanged
+    dtypes: dict[bool, set] = {True: set(), False: set()}
+    for module in switched.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(
+                lambda m, _args, out: dtypes[isinstance(m, Fp32DepthwiseConv2d)].add(out.dtype)
+            )
+    images = torch.randn(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    labels = torch.arange(8) % 10
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, gradients = _loss_and_gradients(switched, images, labels)
+    assert dtypes == {True: {torch.float32}, False: {torch.bfloat16}}
+    assert all(torch.isfinite(g).all() for g in gradients.values())
+    # Outside autocast the switched model is the same function as the original.
+    with torch.no_grad():
+        torch.testing.assert_close(switched(images), model(images), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ArchbenchError, match="--depthwise-fp32 .* needs --precision bf16"):
+        TrainConfig(depthwise_fp32=True).validate()
 
 
 @pytest.mark.parametrize("impl", ["foreach", "fused"])

@@ -213,6 +213,14 @@ def add_parser(commands) -> None:
         help="run depthwise convolutions in NCHW inside the channels_last model (a speed "
         "candidate: benchmarks/train_throughput.py --ab depthwise-contiguous)",
     )
+    machine.add_argument(
+        "--depthwise-fp32",
+        action="store_true",
+        default=None,
+        help="with --precision bf16, keep depthwise convolutions in fp32 (their bf16 backward "
+        "is slow on CPU: mobilenet 1.47x faster; benchmarks/train_throughput.py --ab "
+        "depthwise-fp32)",
+    )
     machine.add_argument("--runs-dir", help=f"default {defaults.runs_dir}/")
     machine.add_argument(
         "--resume", metavar="RUN_DIR", help="continue an interrupted run from its last.pt"

@@ -43,7 +43,11 @@ SPEED_CANDIDATES: dict[str, dict] = {
     "optimizer-foreach": {"optimizer_impl": "foreach"},
     "optimizer-fused": {"optimizer_impl": "fused"},
     "depthwise-contiguous": {"depthwise_contiguous": True},
+    "depthwise-fp32": {"depthwise_fp32": True},
 }
+# The precision a candidate is for, where it is not every precision: it is measured and held to
+# the default's training loss at that precision only.
+CANDIDATE_PRECISION: dict[str, str] = {"depthwise-fp32": "bf16"}
 
 # The study trains for up to 200 epochs; digits is the offline demo and converges in a few.
 DEFAULT_MAX_EPOCHS = 200
@@ -89,6 +93,7 @@ class TrainConfig:
     # default); opt-in until measured on both host kinds.
     optimizer_impl: str = "default"  # default | foreach | fused (OPTIMIZER_IMPLS)
     depthwise_contiguous: bool = False  # depthwise convs in NCHW inside a channels_last model
+    depthwise_fp32: bool = False  # with --precision bf16: depthwise convs stay fp32
     input_size: int | None = None  # --input-size: square images of this side, for any network
     # (C, H, W) the network is fed: resolved from the network and the dataset (input_shape())
     input_shape: tuple[int, int, int] | None = None
@@ -208,6 +213,11 @@ class TrainConfig:
             raise ArchbenchError(
                 "--depthwise-contiguous changes the depthwise layers of a channels_last model; "
                 "with --no-channels-last every layer is contiguous already"
+            )
+        if self.depthwise_fp32 and self.precision != "bf16":
+            raise ArchbenchError(
+                "--depthwise-fp32 keeps depthwise convolutions out of bf16 autocast; it needs "
+                f"--precision bf16 (got {self.precision})"
             )
         if self.val_fraction == 0 and (self.select_on == "val" or self.schedule == "early-stop"):
             raise ArchbenchError(

@@ -22,7 +22,7 @@ from ..errors import ArchbenchError
 from ..measure import exclusive
 from . import rundir
 from .config import TrainConfig, make_optimizer
-from .layout import contiguous_depthwise
+from .layout import contiguous_depthwise, fp32_depthwise
 from .records import RunLog, epoch_line, write_metrics
 from .schedule import Action, LinearDecay
 from .signals import StopRequest
@@ -73,6 +73,8 @@ class Trainer:
                 self.model = self.model.to(memory_format=torch.channels_last)
             if config.depthwise_contiguous:
                 contiguous_depthwise(self.model)
+            if config.depthwise_fp32:
+                fp32_depthwise(self.model)
             step_model, trainable = self.model, list(self.model.parameters())
         else:
             self.model, step_model, trainable = (
