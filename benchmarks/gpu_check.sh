@@ -18,6 +18,7 @@
 #   --archs LIST      comma-separated networks (default the study's five)
 #   --data SPEC       dataset spec (default: the full shared CIFAR-10 JPEGs, extracted once)
 #   --samples N       batch-1 latency samples per backend (default 1000)
+#   --no-cold-start   skip each backend's fresh-interpreter cold-start and memory figures
 #   --work DIR        scratch directory for data and runs (default $TMPDIR/archbench-gpu-check)
 #   --report FILE     the report (default reports/gpu-<gpu name>.md, or cpu-<host>.md)
 # Environment: ARCHBENCH_GPU_VENV (default .gpu-venv), SHARED_DATA (default ../shared/data).
@@ -31,6 +32,7 @@ epochs=3
 archs="squeezenet_dsc,squeezenet,mobilenet,alexnet,vgg19"
 data=""
 samples=1000
+profile_flags=()
 work="${TMPDIR:-/tmp}/archbench-gpu-check"
 report=""
 venv="${ARCHBENCH_GPU_VENV:-.gpu-venv}"
@@ -54,6 +56,7 @@ while [ "$#" -gt 0 ]; do
     --archs) need_value "$@"; archs="$2"; shift ;;
     --data) need_value "$@"; data="$2"; shift ;;
     --samples) need_value "$@"; samples="$2"; shift ;;
+    --no-cold-start) profile_flags+=(--no-cold-start) ;;
     --work) need_value "$@"; work="$2"; shift ;;
     --report) need_value "$@"; report="$2"; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
@@ -171,7 +174,8 @@ runs="$work/runs-$device-$(date +%Y%m%d-%H%M%S)"
 step "train and profile ($archs) on $data"
 status=0  # a failed run still leaves the others in the report; the exit status tells
 run "$py" -m archbench suite --file "$suite_file" --datasets "$data" --runs-dir "$runs" \
-  --set "device=$device" --backends "$backends" --samples "$samples" --quiet || status=$?
+  --set "device=$device" --backends "$backends" --samples "$samples" ${profile_flags[@]+"${profile_flags[@]}"} \
+  --quiet || status=$?
 
 # --- 4. report -----------------------------------------------------------------------------
 step "report"

@@ -79,7 +79,7 @@ def test_cpu_pipeline_trains_profiles_and_reports(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable}
     done = gpu_check(
         "--no-install", "--device", "cpu", "--data", "digits", "--archs", "squeezenet_dsc",
-        "--epochs", "1", "--samples", "8", "--work", str(tmp_path / "work"),
+        "--epochs", "1", "--samples", "8", "--no-cold-start", "--work", str(tmp_path / "work"),
         "--report", str(report), env=env, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr

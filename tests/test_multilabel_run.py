@@ -13,7 +13,9 @@ from archbench.measure import exclusive
 from archbench.suite import plan
 from archbench.train import rundir as runs
 
-FAST = ["--backends", "cpu-eager", "--samples", "20", "--warmup", "1", "--batch-sizes", "1"]
+# No cold starts: a fresh interpreter per backend is the same for every task (test_profile_cli).
+FAST = ["--backends", "cpu-eager", "--samples", "20", "--warmup", "1", "--batch-sizes", "1",
+        "--no-cold-start"]  # fmt: skip
 KINDS = {"exact", "partial", "empty", "wrong"}
 
 

@@ -76,9 +76,10 @@ def test_untrained_arch_profile_skips_cuda_with_a_reason(tmp_path, capsys):
     # The network does not matter here (expected_archs checks every network's counts): the
     # study's smallest one keeps the two CPU backends' latency sampling short.
     out_dir = tmp_path / "untrained"
+    # No cold starts: test_run_ends_with_a_profile_of_its_selected_checkpoint checks them.
     code = main(
         ["profile", "--arch", "squeezenet_dsc", "--num-classes", "100", "--out", str(out_dir),
-         "--data-dir", str(tmp_path / "data"), *FAST]
+         "--data-dir", str(tmp_path / "data"), "--no-cold-start", *FAST]
     )  # fmt: skip
     assert code == 0
     profile = read_profile(out_dir)
