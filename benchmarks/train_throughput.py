@@ -95,7 +95,7 @@ def precision_variants(args) -> dict[str, dict]:
     return variants
 
 
-def variant_label(name: str, options: dict) -> str:
+def variant_label(name: str) -> str:
     """The row's ``variant``: ``default``, ``compile`` or the candidate's name."""
     return name.split("+", 1)[1] if "+" in name else "default"
 
@@ -121,7 +121,7 @@ def measure_throughput(args, arch: str, root: Path, data: TrainingData, peak: Ma
             {
                 "arch": arch,
                 "precision": options["precision"],
-                "variant": variant_label(name, options),
+                "variant": variant_label(name),
                 "images_per_s": rate,
                 "images_per_s_repeats": rates[name],
                 "reference_images_per_s": reference,

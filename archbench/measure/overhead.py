@@ -299,8 +299,13 @@ def expected_ms(
     """The model: call cost + sum over layers of max(layer floor, the layer's cost on its
     kind's curve) + the operators without weights the backend runs (``other_ops``) at their
     per-op cost."""
-    layers = sum(max(cost.bound_ms(peak), op_costs.per_op_ms(cost)) for cost in costs)
+    layers = sum(layer_expected_ms(cost, peak, op_costs) for cost in costs)
     return float(op_costs.call_ms + layers + other_ops * op_costs.other_ms)
+
+
+def layer_expected_ms(cost: LayerCost, peak: MachinePeak, op_costs: OpCosts) -> float:
+    """One layer's share of the model: its floor, or its cost on its kind's curve if larger."""
+    return max(cost.bound_ms(peak), op_costs.per_op_ms(cost))
 
 
 def most_above_floor(
@@ -393,9 +398,7 @@ def floor_figures(
         # the timed layers alone, measured and modelled: kernels slower than the model's curve
         # show here, time between the layers (reorders, unweighted operators) does not
         "timed_layers_ms": sum(measured_ms[cost.name] for cost in timed),
-        "timed_layers_expected_ms": sum(
-            max(cost.bound_ms(peak), op_costs.per_op_ms(cost)) for cost in timed
-        ),
+        "timed_layers_expected_ms": sum(layer_expected_ms(cost, peak, op_costs) for cost in timed),
     }
 
 
