@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn import metrics
 from torch import nn
 
 from ..measure.models import eval_copy, model_device, torch_threads
+
+# scikit-learn is imported where it is used: importing it costs ~1 s, which every CLI call paid.
 
 EVAL_BATCH = 256
 
@@ -36,6 +37,8 @@ def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], num_clas
     Out-of-range values are refused: scikit-learn would silently drop them, and a dropped image
     is a wrong denominator.
     """
+    from sklearn import metrics
+
     labels = _as_labels(labels, "label", num_classes)
     predictions = _as_labels(predictions, "prediction", num_classes)
     if labels.shape != predictions.shape:
@@ -59,6 +62,8 @@ def classification_metrics(
     confusion: np.ndarray, class_names: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """Top-1, per-class precision/recall/F1/support and their unweighted (macro) means."""
+    from sklearn import metrics
+
     confusion = np.asarray(confusion, dtype=np.int64)
     num_classes = confusion.shape[0]
     names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
@@ -94,6 +99,8 @@ def classification_metrics(
 
 def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Share of images whose true class is among the ``k`` highest scores."""
+    from sklearn import metrics
+
     scores = np.asarray(scores, dtype=np.float64)
     return float(
         metrics.top_k_accuracy_score(labels, scores, k=k, labels=np.arange(scores.shape[1]))
@@ -124,6 +131,8 @@ def roc(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     and the macro one-vs-rest AUC. A class absent from ``labels`` has no curve: its AUC is
     ``None`` with the reason, rather than a number scikit-learn would warn about.
     """
+    from sklearn import metrics
+
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     scores = np.asarray(scores, dtype=np.float64)
     num_classes = scores.shape[1]

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, hamming_loss, precision_recall_fscore_support
 
 DEFAULT_THRESHOLD = 0.5
 KINDS = ("exact", "partial", "empty", "wrong")
@@ -55,6 +54,8 @@ def all_negative_hamming_error(targets: Any) -> float:
 
 def average_precisions(targets: Any, scores: Any) -> list[float | None]:
     """Per-label average precision; ``None`` for a label with no positive image (undefined)."""
+    from sklearn.metrics import average_precision_score  # ~1 s to import: only on use
+
     truth = _binary(targets, "targets")
     values = np.asarray(scores.cpu() if isinstance(scores, torch.Tensor) else scores, float)
     return [
@@ -79,6 +80,8 @@ def multilabel_report(
 
     ``logits`` are the network's raw outputs ``(N, K)``; probabilities are their sigmoid.
     """
+    from sklearn.metrics import hamming_loss, precision_recall_fscore_support  # ~1 s: on use
+
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     scores = torch.sigmoid(logits.detach().float().cpu()).numpy()

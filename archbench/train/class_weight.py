@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from sklearn.utils.class_weight import compute_class_weight
 
 from ..errors import ArchbenchError
 
@@ -26,6 +25,8 @@ def resolve_class_weights(
         return None
     num_classes = len(class_names)
     if spec == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight  # ~1 s to import: on use
+
         labels = np.asarray(train_labels, dtype=np.int64).reshape(-1)
         present = np.unique(labels)
         if present.size != num_classes:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import average_precision_score, f1_score, hamming_loss
 from torch import nn
 
 from architectures import create_arch
@@ -136,6 +135,8 @@ class MultiLabelTask:
     @torch.inference_mode()
     def evaluate(self, model, loader) -> dict:
         """Weighted BCE, mAP, Hamming error and micro F1 of ``model`` on a loader's batches."""
+        from sklearn.metrics import f1_score, hamming_loss  # ~1 s to import: only on use
+
         logits, targets = [], []
         for images, batch_targets in loader:
             logits.append(model(images).float().cpu())
@@ -158,6 +159,8 @@ class MultiLabelTask:
 
 def _mean_ap(truth, scores) -> float:
     """Mean average precision over the labels with a positive example (AP is undefined else)."""
+    from sklearn.metrics import average_precision_score  # ~1 s to import: only on use
+
     defined = truth.any(axis=0)
     if not defined.any():
         return float("nan")
