@@ -15,7 +15,7 @@ backend gets a new interpreter (:mod:`coldstart_child`, run by path) that record
 * ``first_inference_ms``: the first batch-1 pass on a real test image;
 * ``steady_ms``: the median of the next ``steady_passes`` passes, in the same process;
 * ``peak_rss_bytes`` and ``inference_memory_bytes``: the process's peak resident memory, and
-  that minus the peak of a baseline interpreter with the same imports that does nothing else.
+  that minus its peak right after the imports (``baseline_rss_bytes``).
 
 The subprocesses get this process's environment with archbench's own root first on
 ``PYTHONPATH``, so they measure the same archbench (and architectures) as the caller.
@@ -81,7 +81,7 @@ def run_child(payload: dict[str, Any], cwd: Path | None = None) -> dict[str, Any
 
 
 def measure_cold_start(spec: ColdStartSpec, sample: torch.Tensor) -> dict[str, Any]:
-    """Cold-start stages and inference memory of one backend, from two fresh interpreters.
+    """Cold-start stages and inference memory of one backend, from a fresh interpreter.
 
     ``sample`` is one real, normalized image ``(1, C, H, W)``. Returns the stage times in
     milliseconds, ``peak_rss_bytes``, ``baseline_rss_bytes``, ``inference_memory_bytes`` and
@@ -92,18 +92,17 @@ def measure_cold_start(spec: ColdStartSpec, sample: torch.Tensor) -> dict[str, A
         np.save(sample_path, sample.detach().to("cpu", torch.float32)[:1].contiguous().numpy())
         payload = {**asdict(spec), "sample": str(sample_path)}
         measured = run_child(payload, cwd=Path.cwd())
-        baseline = run_child({**payload, "baseline": True}, cwd=Path.cwd())
-    memory = measured["peak_rss_bytes"] - baseline["peak_rss_bytes"]
+    memory = measured["peak_rss_bytes"] - measured["baseline_rss_bytes"]
     return {
         **{stage: measured[stage] for stage in STAGES},
         "peak_rss_bytes": measured["peak_rss_bytes"],
-        "baseline_rss_bytes": baseline["peak_rss_bytes"],
+        "baseline_rss_bytes": measured["baseline_rss_bytes"],
         "inference_memory_bytes": memory,
         "steady_passes": spec.steady_passes,
         "subprocess_pid": measured["pid"],
         "method": (
             "fresh interpreter per backend (python coldstart_child.py, same environment and "
             "archbench); stages timed with time.perf_counter; memory = peak RSS (VmHWM) "
-            "minus that of an interpreter with the same imports and nothing else"
+            "minus its peak right after the imports"
         ),
     }

@@ -7,9 +7,9 @@ steady-state peak) at a given batch of real training images:
 
 * CUDA: in this process, ``torch.cuda.max_memory_allocated`` after resetting the peak, a new
   model per probe; an out-of-memory error is a probe that does not fit (and is backed off from);
-* CPU: in a fresh interpreter (:mod:`memory_child`) its peak resident memory minus that of an
-  interpreter with the same imports and the same dataset loaded (running out of memory on a CPU
-  kills the process, so the budget is compared with the measured peak instead).
+* CPU: in a fresh interpreter (:mod:`memory_child`) its peak resident memory minus its peak once
+  the imports and the dataset were loaded (running out of memory on a CPU kills the process, so
+  the budget is compared with the measured peak instead).
 
 :func:`find_largest_batch` doubles the batch until a probe does not fit, then narrows the
 interval by interpolating the (near-linear) memory between its two ends and probing the guess
@@ -167,7 +167,7 @@ class MemoryConfig:
         return data
 
 
-def _child_payload(config: MemoryConfig, batch: int, baseline: bool) -> dict[str, Any]:
+def _child_payload(config: MemoryConfig, batch: int) -> dict[str, Any]:
     return {
         "arch": config.arch,
         "dataset": config.dataset,
@@ -176,7 +176,6 @@ def _child_payload(config: MemoryConfig, batch: int, baseline: bool) -> dict[str
         "batch": batch,
         "steps": TRAINING_STEPS,
         "threads": config.threads or torch.get_num_threads(),
-        "baseline": baseline,
     }
 
 
@@ -231,28 +230,27 @@ def measure_training_memory(
     """The largest training batch within ``config.budget_bytes``: what ``memory.json`` holds."""
     say = progress or (lambda line: None)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    baselines: list[int] = []  # CPU: each probe's resident memory before its model
     if config.device == "cuda":
         if not torch.cuda.is_available():
             raise ArchbenchError("--device cuda: CUDA is not available here")
         measure = _cuda_probe(config)
-        baseline = None
         method = (
             "CUDA: torch.cuda.max_memory_allocated over two training steps (Adam) of a fresh "
             "model at each batch, peak reset before; out-of-memory = does not fit"
         )
     else:
-        say("baseline: an interpreter with the same imports and the dataset loaded")
-        baseline = _run_memory_child(_child_payload(config, 1, True))["peak_rss_bytes"]
 
         def measure(batch: int) -> int | None:
-            peak = _run_memory_child(_child_payload(config, batch, False))["peak_rss_bytes"]
-            return peak - baseline
+            probe = _run_memory_child(_child_payload(config, batch))
+            baselines.append(probe["baseline_rss_bytes"])
+            return probe["peak_rss_bytes"] - probe["baseline_rss_bytes"]
 
         method = (
             "CPU: a fresh interpreter per batch runs two training steps (forward, "
             "cross-entropy, backward, Adam step; channels_last, fp32) on real training "
-            "images; peak RSS (VmHWM) minus that of an interpreter with the same imports "
-            "and the dataset loaded"
+            "images; its peak RSS (VmHWM) minus its peak once the imports and the dataset "
+            "were loaded, before the model"
         )
     search = find_largest_batch(
         measure,
@@ -266,7 +264,7 @@ def measure_training_memory(
         "dataset": config.dataset,
         "device": config.device,
         **search.to_dict(),
-        "baseline_rss_bytes": baseline,
+        "baseline_rss_bytes": min(baselines, default=None),
         "training_steps": TRAINING_STEPS,
         "method": method,
         "config": config.to_dict(),

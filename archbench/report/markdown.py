@@ -242,7 +242,7 @@ def render_markdown(
                 "",
                 "Each backend in a fresh interpreter: loading the model from disk, creating the "
                 "session (or building the network), the first inference, against the steady "
-                "p50; memory = peak resident memory minus an interpreter with the same imports.",
+                "p50; memory = peak resident memory minus the peak right after the imports.",
                 "",
                 _markdown(cold, 2),
                 "",
