@@ -63,8 +63,16 @@ def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
+@pytest.fixture(scope="module")
+def peak_cache(tmp_path_factory) -> Path:
+    """One (shrunk) peak and one set of operator-cost probes for the module's profiles."""
+    return tmp_path_factory.mktemp("peak")
+
+
 @pytest.mark.parametrize("name", NETWORKS)
-def test_network_builds_trains_exports_and_profiles(name, data_dir, tmp_path, monkeypatch):
+def test_network_builds_trains_exports_and_profiles(
+    name, data_dir, peak_cache, tmp_path, monkeypatch
+):
     info = arch_info(name)
     shape = info.input_shape(dataset_shape("digits"))
     # torchvision fixes 3 channels (digits replicated); timm takes digits' own single channel.
@@ -94,7 +102,7 @@ def test_network_builds_trains_exports_and_profiles(name, data_dir, tmp_path, mo
     test_images = normalize(data.test.images[:16], data.mean, data.std)
     config = ProfileConfig(
         backends=("cpu-eager", "cpu-onnxruntime"), samples=4, warmup=1, threads=1,
-        batch_sizes=(1,), parity_samples=16, top_layers=3, peak_cache_dir=tmp_path / "peak",
+        batch_sizes=(1,), parity_samples=16, top_layers=3, peak_cache_dir=peak_cache,
     )  # fmt: skip
     profile = profile_model(
         model.eval(), arch=name, num_classes=10, out_dir=tmp_path / "profile",
