@@ -276,6 +276,31 @@ def two_runs(tmp_path: Path, data_dir: Path):
     return entries
 
 
+# Before the tests that remove a node: it runs on the cluster as started (adding a node back
+# takes seconds).
+def test_a_run_that_raises_on_a_worker_is_one_line_and_its_traceback_is_kept(
+    two_workers, data_dir, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("COLUMNS", "250")  # table cells on one line each, to be searched
+    plan_file = write_plan(tmp_path / "plan.toml", data_dir, [TINY, BROKEN], seeds=(0,))
+    suite_dir = tmp_path / "suite"
+    code = main(["suite", "--file", str(plan_file), "--backend", "ray", "--retries", "0",
+                 "--ray-address", two_workers.address, "--runs-dir", str(suite_dir),
+                 *PROFILE_FLAGS])  # fmt: skip
+    shown = capsys.readouterr()
+    assert code == 1
+    entries = suite_entries(suite_dir)
+    assert entries["build-digits-s0"]["status"] == "complete"
+    broken = entries["build_broken-digits-s0"]
+    assert broken["status"] == "failed" and broken["error"] == f"RuntimeError: {MESSAGE}"
+    (attempt,) = broken["attempt_log"]
+    assert attempt["reason"] == broken["error"] and attempt["node"]["id"] in worker_ids(two_workers)
+    # The whole traceback is in the run's log, none of it on the user's screen.
+    log = (Path(broken["run_dir"]) / runs.LOG).read_text()
+    assert "Traceback (most recent call last)" in log and "raise RuntimeError(MESSAGE)" in log
+    assert MESSAGE in shown.out and "Traceback" not in shown.out + shown.err
+
+
 def test_a_run_whose_node_is_lost_resumes_on_the_other_node(
     two_workers, local_results, data_dir, tmp_path, head_lines
 ):
@@ -340,26 +365,3 @@ def test_with_no_retries_a_lost_node_fails_its_run_and_a_rerun_resumes_it(
     assert [a["status"] for a in entry.attempt_log] == ["failed", "complete"]
     assert entry.run_dir == str(victim["run_dir"])
     assert trained(victim["run_dir"]) == local_results[victim["key"]]
-
-
-def test_a_run_that_raises_on_a_worker_is_one_line_and_its_traceback_is_kept(
-    two_workers, data_dir, tmp_path, capsys, monkeypatch
-):
-    monkeypatch.setenv("COLUMNS", "250")  # table cells on one line each, to be searched
-    plan_file = write_plan(tmp_path / "plan.toml", data_dir, [TINY, BROKEN], seeds=(0,))
-    suite_dir = tmp_path / "suite"
-    code = main(["suite", "--file", str(plan_file), "--backend", "ray", "--retries", "0",
-                 "--ray-address", two_workers.address, "--runs-dir", str(suite_dir),
-                 *PROFILE_FLAGS])  # fmt: skip
-    shown = capsys.readouterr()
-    assert code == 1
-    entries = suite_entries(suite_dir)
-    assert entries["build-digits-s0"]["status"] == "complete"
-    broken = entries["build_broken-digits-s0"]
-    assert broken["status"] == "failed" and broken["error"] == f"RuntimeError: {MESSAGE}"
-    (attempt,) = broken["attempt_log"]
-    assert attempt["reason"] == broken["error"] and attempt["node"]["id"] in worker_ids(two_workers)
-    # The whole traceback is in the run's log, none of it on the user's screen.
-    log = (Path(broken["run_dir"]) / runs.LOG).read_text()
-    assert "Traceback (most recent call last)" in log and "raise RuntimeError(MESSAGE)" in log
-    assert MESSAGE in shown.out and "Traceback" not in shown.out + shown.err

@@ -45,7 +45,8 @@ def runs_dir(tmp_path_factory, digits_run) -> Path:
     profile_run(outcome.run_dir, FAST_PROFILE, console=QUIET, quiet=True)
     copy_run(digits_run, tmp / "runs")
     interrupted = train_run(
-        TrainConfig(arch="mobilenet", **(common | {"max_epochs": 2})),
+        # 128 images: one step makes the epoch the interruption follows (the report lists it)
+        TrainConfig(arch="mobilenet", **(common | {"max_epochs": 2, "train_limit": 128})),
         console=QUIET,
         quiet=True,
         on_epoch_end=lambda row: signal.raise_signal(signal.SIGINT),
