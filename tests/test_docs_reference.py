@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -61,3 +62,23 @@ def test_an_option_added_without_regenerating_is_caught(committed):
 def test_every_command_has_a_section(committed):
     for name in subcommands(build_parser()):
         assert f"\n## archbench {name}\n" in committed
+
+
+def test_a_command_builds_its_own_options_and_lists_the_others():
+    """`archbench run` leaves pandas, FastAPI and scikit-learn unimported (a second a call)."""
+    probe = (
+        "import sys\n"
+        "from archbench.cli import build_parser\n"
+        "parser = build_parser(only='run')\n"
+        "args = parser.parse_args(['run', '--arch', 'mobilenet', '--max-epochs', '3'])\n"
+        "print(args.arch, args.max_epochs, sorted(m for m in ('pandas', 'fastapi', 'sklearn')"
+        " if m in sys.modules))\n"
+        "print(parser.format_help())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    first, listing = done.stdout.split("\n", 1)
+    assert first == "mobilenet 3 []"
+    assert all(name in listing for name in subcommands(build_parser()))

@@ -43,7 +43,12 @@ COMMANDS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser, or, with ``only``, that command's and the others' names alone.
+
+    Building a command's options imports what its choices come from (pandas for ``report``,
+    FastAPI for ``serve``: half a second together), which a command that does not run need not pay.
+    """
     parser = argparse.ArgumentParser(
         prog="archbench",
         description="Benchmark efficient CNNs: accuracy, parameters, size, MACs and latency.",
@@ -51,12 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"archbench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").add_parser(commands)
+        module = importlib.import_module(f"{__name__}.{name}")
+        if only is None or only == module.NAME:
+            module.add_parser(commands)
+        else:
+            commands.add_parser(module.NAME, help=module.HELP)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first word), or ``None`` where that is not plain."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(only=_command_in(argv)).parse_args(argv)
     console = Console()
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated")
     try:

@@ -7,13 +7,16 @@ import sys
 
 from rich.console import Console
 
-from ..report.render import FORMATS, print_frame
+NAME = "list"
+HELP = "list architectures with parameters and MACs"
 
 
 def add_parser(commands) -> None:
+    from ..report.render import FORMATS  # pandas: imported only when `list` runs
+
     parser = commands.add_parser(
-        "list",
-        help="list architectures with parameters and MACs",
+        NAME,
+        help=HELP,
         description="One row per architecture: trainable parameters for 10 and 100 classes, "
         "multiply-accumulates (fvcore; 1 MAC = one fused multiply-add = 2 FLOPs) for one image "
         "at the network's own input size, and the operators those MACs leave out.",
@@ -32,6 +35,7 @@ def add_parser(commands) -> None:
 def run_list(args: argparse.Namespace, console: Console) -> int:
     from ..measure.catalog import catalog
     from ..measure.complexity import MACS_CONVENTION
+    from ..report.render import print_frame
 
     frame = catalog(args.pattern)
     if frame.empty:

@@ -9,11 +9,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+NAME = "compare"
+HELP = "McNemar's exact test of two runs on the same test set"
+
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
-        "compare",
-        help="McNemar's exact test of two runs on the same test set",
+        NAME,
+        help=HELP,
         description="Compare two trained runs image by image on their shared test set: the 2x2 "
         "table of right/wrong, McNemar's exact p-value and which is better. With --regroup, a "
         "fine model's predictions are merged into the groups, so it can be compared with a "

@@ -7,13 +7,16 @@ from pathlib import Path
 
 from rich.console import Console
 
+NAME = "explain"
+HELP = "saliency, integrated gradients or Grad-CAM of a run's test images (PNG grid)"
+
 
 def add_parser(commands) -> None:
     from ..evaluate.attribution import METHODS
 
     parser = commands.add_parser(
-        "explain",
-        help="saliency, integrated gradients or Grad-CAM of a run's test images (PNG grid)",
+        NAME,
+        help=HELP,
         description="Attribute each chosen test image's predicted class to its pixels (captum) "
         "and draw image | map pairs into RUN_DIR/explain-<method>.png; explain.json records "
         'which images were drawn. Needs captum: pip install "archbench[explain]".',

@@ -54,10 +54,14 @@ def parse_source(args: argparse.Namespace):
     )
 
 
+NAME = "features"
+HELP = "extract a backbone's pooled features once into the cache (.npy + manifest)"
+
+
 def add_parser(commands) -> None:
     parser = commands.add_parser(
-        "features",
-        help="extract a backbone's pooled features once into the cache (.npy + manifest)",
+        NAME,
+        help=HELP,
         description="Extract the globally pooled features of every split (float32 .npy, labels "
         ".npy, manifest.json) under the data cache, or reuse them when the backbone, weights, "
         "pooling, input size and data match; report shape, size and time.",

@@ -13,10 +13,14 @@ from ..errors import ArchbenchError
 MEMORY_FILE = "memory.json"
 
 
+NAME = "memory"
+HELP = "largest training batch that fits a memory budget, and training memory per batch"
+
+
 def add_parser(commands) -> None:
     parser = commands.add_parser(
-        "memory",
-        help="largest training batch that fits a memory budget, and training memory per batch",
+        NAME,
+        help=HELP,
         description="Find the largest training batch of --arch on --dataset's real images that "
         "fits --budget: on CUDA by torch.cuda.max_memory_allocated with out-of-memory backoff, "
         "on the CPU by the peak resident memory of two training steps in a fresh subprocess. "

@@ -11,11 +11,14 @@ from rich.console import Console
 from ..errors import ArchbenchError
 from .profile_options import add_profile_options, parse_profile_options
 
+NAME = "profile"
+HELP = "measure accuracy, size, MACs, latency (CPU, GPU, ONNX Runtime) and ONNX parity"
+
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
-        "profile",
-        help="measure accuracy, size, MACs, latency (CPU, GPU, ONNX Runtime) and ONNX parity",
+        NAME,
+        help=HELP,
         description="Profile a trained run's selected checkpoint (RUN_DIR), or an untrained "
         "network (--arch): latency, size and MACs do not depend on training. Writes "
         "profile.json, model.onnx, state_dict.pt and CSV tables, and prints a summary.",

@@ -10,13 +10,16 @@ from rich.console import Console
 
 from ..errors import ArchbenchError
 
+NAME = "report"
+HELP = "compare runs in markdown tables (the study's shape), with figures"
+
 
 def add_parser(commands) -> None:
     from ..report import REPORT_FORMATS, STUDIES
 
     parser = commands.add_parser(
-        "report",
-        help="compare runs in markdown tables (the study's shape), with figures",
+        NAME,
+        help=HELP,
         description="Read complete runs (result.json, profile.json, metrics.csv), group them by "
         "dataset and write a markdown page with PNG figures beside it; incomplete runs are "
         "listed as such.",

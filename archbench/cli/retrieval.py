@@ -14,12 +14,16 @@ from .features import add_source_options, parse_source
 SPLITS = ("train", "val", "test")
 
 
+NAME = "retrieval"
+HELP = "similarity search on backbone features: precision@k per class, beside chance"
+
+
 def add_parser(commands) -> None:
     from ..evaluate.retrieval import METRICS
 
     parser = commands.add_parser(
-        "retrieval",
-        help="similarity search on backbone features: precision@k per class, beside chance",
+        NAME,
+        help=HELP,
         description="Exact k-nearest-neighbour search on a backbone's cached features (seed "
         "004): each query's k nearest gallery items, itself excluded; precision@k per query "
         "class and overall, each beside its chance level (the class's share of the gallery). "

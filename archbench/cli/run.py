@@ -10,6 +10,9 @@ from rich.console import Console
 
 from .profile_options import add_profile_options, parse_profile_options
 
+NAME = "run"
+HELP = "train a network into a run directory, then profile it"
+
 
 def add_parser(commands) -> None:
     from ..data import AUGMENTATIONS
@@ -27,8 +30,8 @@ def add_parser(commands) -> None:
 
     defaults = TrainConfig()
     parser = commands.add_parser(
-        "run",
-        help="train a network into a run directory, then profile it",
+        NAME,
+        help=HELP,
         description="Train with the study's recipe (Adam, lr 0.01, batch 128, LR divided by 10 "
         "at each training-loss plateau, stop at the 4th), evaluate the selected checkpoint on "
         "the test set and profile it. Ctrl-C stops cleanly; --resume continues.",

@@ -9,14 +9,17 @@ from rich.console import Console
 
 from .values import parse_size
 
+NAME = "serve"
+HELP = "serve a run's model over HTTP (POST /predict, GET /, /healthz, /metadata)"
+
 
 def add_parser(commands) -> None:
     from ..serve.app import BACKENDS
     from ..serve.model import MAX_PIXELS
 
     parser = commands.add_parser(
-        "serve",
-        help="serve a run's model over HTTP (POST /predict, GET /, /healthz, /metadata)",
+        NAME,
+        help=HELP,
         description="Serve RUN_DIR's model.onnx (exported from best.pt if missing) with ONNX "
         "Runtime behind FastAPI/uvicorn, with the run's own preprocessing (the profiler's) and "
         "dynamic batching; single-label and multi-label runs. GET / is a page to try it. "

@@ -10,11 +10,14 @@ from rich.console import Console
 from ..errors import ArchbenchError
 from .profile_options import positive_ints
 
+NAME = "serve-bench"
+HELP = "load-test a running archbench serve: latency percentiles and throughput"
+
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
-        "serve-bench",
-        help="load-test a running archbench serve: latency percentiles and throughput",
+        NAME,
+        help=HELP,
         description="Send real images to URL/predict at each concurrency level (httpx, async) "
         "and report p50/p90/p99 latency, throughput and errors; results are merged into "
         "serve-bench.json. Only loopback addresses unless --allow-remote.",

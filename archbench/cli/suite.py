@@ -10,13 +10,16 @@ from rich.console import Console
 from ..errors import ArchbenchError
 from .profile_options import add_profile_options, parse_profile_options
 
+NAME = "suite"
+HELP = "run a grid of networks x datasets (a study), resumably, locally or on Ray"
+
 
 def add_parser(commands) -> None:
     from ..suite import BACKENDS, PRESETS
 
     parser = commands.add_parser(
-        "suite",
-        help="run a grid of networks x datasets (a study), resumably, locally or on Ray",
+        NAME,
+        help=HELP,
         description="Plan runs from a preset or a TOML file, bring each to complete and "
         "profiled, then write a report. Rerunning the same command skips complete runs, resumes "
         "interrupted ones and retries failed ones.",
