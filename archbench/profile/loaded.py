@@ -18,12 +18,11 @@ from ..data import load_data, normalize
 from ..data.groups import GroupMap, load_regrouping, regrouping_from_record
 from ..errors import ArchbenchError
 from ..train import TrainConfig, rundir
-from ..train.restore import restore_run
-from ..train.task import DEFAULT_THRESHOLD
+from ..train.restore import RunFacts, restore_run
 
 
 @dataclass(frozen=True)
-class LoadedRun:
+class LoadedRun(RunFacts):
     """A run's ``best.pt`` model and test split, with the class names its outputs mean."""
 
     info: rundir.RunInfo
@@ -40,23 +39,6 @@ class LoadedRun:
     train_images: torch.Tensor  # the training split as stored (uint8): int8 calibration reads it
     mean: tuple[float, ...]
     std: tuple[float, ...]
-
-    @property
-    def path(self) -> Path:
-        return self.info.path
-
-    @property
-    def arch(self) -> str:
-        return self.checkpoint["arch"]
-
-    @property
-    def task(self) -> str:
-        return self.info.config["train"].get("task", "classification")
-
-    @property
-    def threshold(self) -> float:
-        """The probability a multi-label run counts as a predicted label."""
-        return float(self.info.config["train"].get("threshold", DEFAULT_THRESHOLD))
 
     def require_single_label(self, what: str) -> None:
         """Refuse a multi-label run where one class per image is assumed."""

@@ -46,14 +46,9 @@ class RunInputs:
         return normalize(self.fit(native), self.mean, self.std)
 
 
-@dataclass(frozen=True)
-class RestoredRun:
-    """A run's ``best.pt`` network (eval mode, weights loaded) and the facts that go with it."""
-
-    info: rundir.RunInfo
-    checkpoint: dict
-    model: nn.Module
-    inputs: RunInputs
+class RunFacts:
+    """What a restored run's record says, for a class with ``info`` (its
+    :class:`rundir.RunInfo`) and ``checkpoint`` (its ``best.pt``)."""
 
     @property
     def path(self) -> Path:
@@ -71,6 +66,16 @@ class RestoredRun:
     def threshold(self) -> float:
         """The probability a multi-label run counts as a predicted label."""
         return float(self.info.config["train"].get("threshold", DEFAULT_THRESHOLD))
+
+
+@dataclass(frozen=True)
+class RestoredRun(RunFacts):
+    """A run's ``best.pt`` network (eval mode, weights loaded) and the facts that go with it."""
+
+    info: rundir.RunInfo
+    checkpoint: dict
+    model: nn.Module
+    inputs: RunInputs
 
     @property
     def classes(self) -> list[str] | None:
