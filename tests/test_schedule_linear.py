@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import signal
 from dataclasses import replace
@@ -18,10 +16,10 @@ from archbench.train import RunLog, StopRequest, TrainConfig, Trainer, train_run
 from archbench.train import rundir as runs
 from archbench.train.protocol import protocol_of, recorded_protocol
 from archbench.train.schedule import LinearDecay
+from tests.run_files import read_metrics, snapshot
 
 QUIET = Console(quiet=True)
 TINY = f"{Path(__file__).parent / 'tiny_digits_net.py'}:build"
-TIMING_COLUMNS = {"epoch_seconds", "images_per_second"}
 
 
 def linear_config(tmp_path: Path, **overrides) -> TrainConfig:
@@ -36,22 +34,6 @@ def linear_config(tmp_path: Path, **overrides) -> TrainConfig:
         lr=0.01,
     )
     return TrainConfig(**(values | overrides))
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    with open(run_dir / runs.METRICS) as stream:
-        return [
-            {k: v for k, v in row.items() if k not in TIMING_COLUMNS}
-            for row in csv.DictReader(stream)
-        ]
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_linear_decay_rates_and_its_checkpoint_state():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import io
 import json
 import os
@@ -24,9 +22,9 @@ from archbench.train import TrainConfig, train_run
 from archbench.train import rundir as runs
 from archbench.train.rundir import load_checkpoint
 from tests.conftest import TINY_NET
+from tests.run_files import read_metrics, snapshot
 
 QUIET = Console(quiet=True)
-TIMING_COLUMNS = {"epoch_seconds", "images_per_second"}
 
 
 def digits_config(tmp_path: Path, **overrides) -> TrainConfig:
@@ -41,23 +39,6 @@ def digits_config(tmp_path: Path, **overrides) -> TrainConfig:
         threads=2,
     )
     return TrainConfig(**(values | overrides))
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    with open(run_dir / runs.METRICS) as stream:
-        return [
-            {k: v for k, v in row.items() if k not in TIMING_COLUMNS}
-            for row in csv.DictReader(stream)
-        ]
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` with its content hash, to prove nothing was touched."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
