@@ -51,6 +51,18 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[name] = str(_session_dir / folder)
 
 
+# Fixtures that train a network for the session: a test using one is slow by what it needs, even
+# where another test paid the training first (tests are selected, and run, in any order).
+TRAINING_FIXTURES = {"digits_run", "cifar_mini_run", "done_when_run"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``-m "not slow"``, the inner loop, leaves out every test that needs a trained run."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     for name, value in _saved_env.items():
         if value is None:

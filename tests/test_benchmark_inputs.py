@@ -57,6 +57,7 @@ def _script(name: str, *args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_latency_fidelity_runs_over_every_registered_network(tmp_path) -> None:
     out = tmp_path / "fidelity.json"
     done = _script(
@@ -69,6 +70,7 @@ def test_latency_fidelity_runs_over_every_registered_network(tmp_path) -> None:
     assert all(row["profiler_p50_ms"] > 0 and row["timer_median_ms"] > 0 for row in rows)
 
 
+@pytest.mark.slow
 def test_latency_fidelity_fits_real_images_to_each_network(tmp_path, cifar10_mini) -> None:
     out = tmp_path / "fidelity.json"
     done = _script(
@@ -83,6 +85,7 @@ def test_latency_fidelity_fits_real_images_to_each_network(tmp_path, cifar10_min
     ]
 
 
+@pytest.mark.slow
 def test_deployment_measures_the_mlp_in_its_own_shape(tmp_path) -> None:
     out = tmp_path / "deployment.json"
     done = _script(

@@ -240,6 +240,7 @@ def test_cifar100_superclasses_regroup_onto_the_archives_coarse_labels(cifar100_
         assert [stored[row.tobytes()] for row in rows] == split.labels.tolist()
 
 
+@pytest.mark.slow
 def test_run_squeezenet_dsc_on_cifar100_profiles_top5(cifar100_dir, tmp_path):
     runs = tmp_path / "runs"
     with warnings.catch_warnings():

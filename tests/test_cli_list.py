@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import torch
 
 from archbench.cli import main
@@ -23,6 +24,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_list_csv_carries_the_study_numbers():
     result = run_cli("list", "--format", "csv")
     assert result.returncode == 0, result.stderr
@@ -61,6 +63,7 @@ def test_unknown_pattern_is_an_empty_result_with_a_message(capsys):
     assert "no architecture matches 'resnet*'" in captured.err
 
 
+@pytest.mark.slow
 def test_user_file_is_listed(tmp_path):
     path = tmp_path / "my_net.py"
     path.write_text(
@@ -78,6 +81,7 @@ def test_user_file_is_listed(tmp_path):
     assert row["macs_c10"] == 4 * 30 * 30 * 27 + 3600 * 10
 
 
+@pytest.mark.slow
 def test_broken_user_file_is_one_line_error_without_traceback(tmp_path):
     path = tmp_path / "bad_net.py"
     path.write_text("from torch import nn\n\nraise ImportError('missing thing')\n")
@@ -111,6 +115,7 @@ def test_entry_point_plugins_are_registered(tmp_path, monkeypatch):
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
 
 
+@pytest.mark.slow
 def test_a_reader_that_leaves_early_ends_the_listing_quietly():
     # `archbench list | head -1`: the pipe closes before archbench writes anything.
     process = subprocess.Popen(

@@ -250,6 +250,7 @@ def test_batch_search_finds_the_exact_largest_batch_within_bounded_probes():
     assert len(backed_off.probes) <= 16
 
 
+@pytest.mark.slow
 def test_archbench_memory_finds_the_largest_batch_and_fails_cleanly(tmp_path, capsys):
     """Real training steps in real subprocesses: the search stops at --max-batch 2."""
     out = tmp_path / "fits"

@@ -67,6 +67,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_processes_missing_one_key_extract_it_once(tmp_path) -> None:
     env = os.environ | {"PYTHONPATH": str(REPO)}
     load_data(DataConfig(dataset="digits", data_dir=tmp_path / "data"))  # both children read it
@@ -114,6 +115,7 @@ def test_unaugmented_key_ignores_the_seed(digits) -> None:
     assert FeatureKey(**augmented, seed=3).digest() != FeatureKey(**augmented).digest()
 
 
+@pytest.mark.slow
 def test_a_head_run_with_seed_1_shares_its_entries_with_retrieval(tmp_path) -> None:
     """``run --finetune head --seed 1`` fills the cache; ``features`` of that run then hits."""
     from archbench.train.transfer.source import FeatureSource, source_features

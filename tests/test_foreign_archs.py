@@ -70,6 +70,7 @@ def peak_cache(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.slow
 def test_network_builds_trains_exports_and_profiles(
     name, data_dir, peak_cache, tmp_path, monkeypatch
 ):
@@ -140,6 +141,7 @@ def run_cli(*args: str, lock_dir: Path) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_profile_json_records_gelu_as_unsupported(tmp_path):
     path = tmp_path / "gelu_net.py"
     path.write_text(GELU_NET)
@@ -250,6 +252,7 @@ def test_failing_builder_and_wrong_output_are_one_line(tmp_path):
         check_output(squeeze, "squeezenet1_1", (3, 8, 8), 10)
 
 
+@pytest.mark.slow
 def test_cli_unknown_torchvision_name_is_one_line(tmp_path):
     result = run_cli(
         "profile", "--arch", "torchvision.models:no_such_net", "--runs-dir", str(tmp_path / "runs"),

@@ -254,6 +254,7 @@ def _backends() -> list[str]:
 
 
 @pytest.mark.parametrize("arch", ["squeezenet_dsc", "mobilenet"])
+@pytest.mark.slow
 def test_no_cpu_backend_beats_its_floor(arch, machine, tmp_path):
     cache, train, test = machine
     torch.manual_seed(0)

@@ -52,6 +52,7 @@ def assert_left_as_it_was(repo: Path, head: str) -> None:
     assert not (repo / ".git" / "BISECT_LOG").exists()
 
 
+@pytest.mark.slow
 def test_ab_fails_on_the_slowed_network_and_names_it(project, tmp_path):
     out = tmp_path / "ab.json"
     result = tool(project["repo"], "ab", "--base", project["unrelated"], "--json", str(out), *FAST)
@@ -63,6 +64,7 @@ def test_ab_fails_on_the_slowed_network_and_names_it(project, tmp_path):
     assert_left_as_it_was(project["repo"], project["after"])
 
 
+@pytest.mark.slow
 def test_bisect_names_the_commit_that_slowed_the_network(project):
     result = tool(project["repo"], "bisect", "--good", project["base"], "--bad", "HEAD", *FAST)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -71,6 +73,7 @@ def test_bisect_names_the_commit_that_slowed_the_network(project):
     assert_left_as_it_was(project["repo"], project["after"])
 
 
+@pytest.mark.slow
 def test_interrupted_bisect_leaves_the_repository_as_it_was(project):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     process = subprocess.Popen(
@@ -91,6 +94,7 @@ def test_interrupted_bisect_leaves_the_repository_as_it_was(project):
     assert_left_as_it_was(project["repo"], project["after"])
 
 
+@pytest.mark.slow
 def test_check_without_a_stored_baseline_runs_ab_against_the_previous_commit(project, tmp_path):
     # On main the default base is HEAD~1, an unrelated change: the same networks, so it passes.
     result = tool(project["repo"], "check", "--storage", str(tmp_path / "none"), *FAST)
@@ -115,6 +119,7 @@ def test_unusable_input_is_one_line_and_exit_2(project, args, message):
     assert_left_as_it_was(project["repo"], project["after"])
 
 
+@pytest.mark.slow
 def test_a_base_that_cannot_build_its_networks_is_unusable(project, tmp_path):
     repo = copy_project(tmp_path / "broken")
     (repo / "architectures" / "squeezenet.py").write_text("raise ImportError('broken tree')\n")

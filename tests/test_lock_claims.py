@@ -52,6 +52,7 @@ CONTENDER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_without_flock_exactly_one_of_several_processes_gets_the_lock(tmp_path) -> None:
     (tmp_path / "dir").mkdir()
     count = 4

@@ -386,6 +386,7 @@ def test_parity_on_missing_file_is_a_result(mini_net, cifar, tmp_path):
 
 
 @pytest.mark.parametrize("name", list_archs())
+@pytest.mark.slow
 def test_registered_network_exports_with_parity(name, cifar, tmp_path):
     # A broken registry fails collection here: it must never turn into a skipped case.
     from tests.native_inputs import to_input_size
@@ -537,6 +538,7 @@ def hand_confusion(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return counts
 
 
+@pytest.mark.slow
 def test_profile_model_writes_every_figure(mini_net, cifar, tmp_path, monkeypatch):
     monkeypatch.setattr(roofline_module, "measure_peak", small_peak)
     images, labels, classes = cifar
@@ -628,6 +630,7 @@ def test_profile_model_writes_every_figure(mini_net, cifar, tmp_path, monkeypatc
         assert "skipped" in text
 
 
+@pytest.mark.slow
 def test_profile_model_records_a_failed_export(cifar, tmp_path):
     torch.manual_seed(0)
     model = Unexportable().eval()

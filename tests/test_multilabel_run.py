@@ -54,6 +54,7 @@ def read(run_dir: Path, name: str) -> dict:
     return json.loads((run_dir / name).read_text())
 
 
+@pytest.mark.slow
 def test_profile_holds_every_multilabel_figure(done_when_run):
     profile, result = read(done_when_run, runs.PROFILE), read(done_when_run, runs.RESULT)
     block = profile["multilabel"]
@@ -85,6 +86,7 @@ def test_task_weight_and_selection_are_recorded(done_when_run):
     assert {"train_hamming", "val_map", "val_hamming", "val_micro_f1"} <= set(header)
 
 
+@pytest.mark.slow
 def test_auto_weight_learns_far_above_the_all_negative_baseline(workdir):
     # batch 32: 41 steps an epoch (at batch 128, three epochs are 33 steps and mAP barely moves)
     run_dir = train(
@@ -100,6 +102,7 @@ def test_auto_weight_learns_far_above_the_all_negative_baseline(workdir):
     assert block["micro"]["f1"] > 0.6
 
 
+@pytest.mark.slow
 def test_profile_follows_the_run_and_takes_another_threshold(done_when_run, capsys):
     assert main(["profile", str(done_when_run), *FAST, "--threshold", "0.9"]) == 0
     assert "all-negative" in capsys.readouterr().out
@@ -112,6 +115,7 @@ def test_profile_follows_the_run_and_takes_another_threshold(done_when_run, caps
     assert strict["map"] == pytest.approx(usual["map"])  # mAP does not depend on it
 
 
+@pytest.mark.slow
 def test_report_shows_the_baseline_beside_the_error_and_the_weight_sweep(
     done_when_run, workdir, capsys
 ):

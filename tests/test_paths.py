@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from archbench import paths
 from archbench.measure.roofline import peak_cache_path
 
@@ -40,6 +42,7 @@ def test_the_test_session_itself_uses_temporary_caches():
         assert home not in path.resolve().parents
 
 
+@pytest.mark.slow
 def test_a_real_profile_writes_nothing_under_home(tmp_path):
     """The peak probe, the data statistics and the outputs all land where the variables say.
 

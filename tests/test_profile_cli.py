@@ -28,6 +28,7 @@ def read_profile(folder: Path) -> dict:
     return json.loads((folder / runs.PROFILE).read_text())
 
 
+@pytest.mark.slow
 def test_run_ends_with_a_profile_of_its_selected_checkpoint(run_dir):
     profile = read_profile(run_dir)
     result = json.loads((run_dir / runs.RESULT).read_text())
@@ -62,6 +63,7 @@ def test_run_ends_with_a_profile_of_its_selected_checkpoint(run_dir):
     assert (run_dir / "confusion_matrix.csv").is_file()
 
 
+@pytest.mark.slow
 def test_profile_command_reprofiles_a_run_with_other_settings(run_dir, capsys):
     assert main(["profile", str(run_dir), "--backends", "cpu-eager", "--samples", "12"]) == 0
     out = capsys.readouterr().out
@@ -72,6 +74,7 @@ def test_profile_command_reprofiles_a_run_with_other_settings(run_dir, capsys):
     assert profile["config"]["resolved"]["threads"] == 2  # the run's own thread count
 
 
+@pytest.mark.slow
 def test_untrained_arch_profile_skips_cuda_with_a_reason(tmp_path, capsys):
     # The network does not matter here (expected_archs checks every network's counts): the
     # study's smallest one keeps the two CPU backends' latency sampling short.
@@ -153,6 +156,7 @@ def test_bad_profile_input(tmp_path, capsys, argv, message):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.json"))
 
 
+@pytest.mark.slow
 def test_run_on_the_real_cifar10_jpegs(cifar_mini_run):
     """`archbench run --dataset imagefolder:<cifar10-jpg-mini>`: trains, evaluates, profiles."""
     run = cifar_mini_run.run_dir

@@ -7,7 +7,9 @@ on a busy machine) serve every test: `run --regroup`, `--class-weight`, `profile
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -45,6 +47,23 @@ def fine_and_direct(tmp_path_factory) -> tuple[Path, Path]:
     return fine, direct
 
 
+@pytest.fixture(scope="module")
+def fine_merged(fine_and_direct) -> tuple[Path, str, str]:
+    """The fine run profiled with ``--regroup`` and explained (4 misclassified images), as the
+    compare and report tests read it; with what each command printed."""
+    pytest.importorskip("captum")
+    fine, _ = fine_and_direct
+    printed = []
+    for argv in (
+        ["profile", str(fine), "--regroup", EVEN_ODD, *PROFILE_FAST],
+        ["explain", str(fine), "--images", "misclassified:4"],
+    ):
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert main(argv) == 0
+        printed.append(out.getvalue())
+    return fine, *printed
+
+
 def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
@@ -74,10 +93,9 @@ def test_profile_of_the_direct_model_uses_group_labels(fine_and_direct):
     assert profile["regrouped"] is None
 
 
-def test_profile_regroup_merges_the_fine_model(fine_and_direct, capsys):
-    fine, _ = fine_and_direct
-    assert main(["profile", str(fine), "--regroup", EVEN_ODD, *PROFILE_FAST]) == 0
-    assert "regrouped (digits-even-odd)" in capsys.readouterr().out
+def test_profile_regroup_merges_the_fine_model(fine_merged):
+    fine, printed, _ = fine_merged
+    assert "regrouped (digits-even-odd)" in printed
     regrouped = _json(fine / runs.PROFILE)["regrouped"]
     with open(fine / "confusion_matrix.csv") as handle:
         fine_confusion = np.array([row[1:] for row in csv.reader(handle)][1:], dtype=int)
@@ -93,7 +111,7 @@ def test_profile_regroup_merges_the_fine_model(fine_and_direct, capsys):
     assert (fine / "roc_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_compare_fine_merged_against_direct(fine_and_direct, capsys):
+def test_compare_fine_merged_against_direct(fine_and_direct, fine_merged, capsys):
     fine, direct = fine_and_direct
     assert main(["compare", str(fine), str(direct), "--regroup", EVEN_ODD, "--format", "json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -121,11 +139,9 @@ def test_compare_refuses_what_it_cannot_pair(fine_and_direct, capsys):
         _same_test_set(run, shuffled)
 
 
-def test_explain_writes_a_grid_of_misclassified_images(fine_and_direct, capsys):
-    pytest.importorskip("captum")
-    fine, _ = fine_and_direct
-    assert main(["explain", str(fine), "--images", "misclassified:4"]) == 0
-    assert "explain-saliency.png" in capsys.readouterr().out
+def test_explain_writes_a_grid_of_misclassified_images(fine_merged):
+    fine, _, printed = fine_merged
+    assert "explain-saliency.png" in printed
     record = _json(fine / "explain.json")
     assert len(record["indices"]) == 4
     assert all(a != b for a, b in zip(record["labels"], record["predictions"], strict=True))
@@ -149,9 +165,8 @@ def test_bad_regroup_or_class_weight_writes_nothing(tmp_path, capsys, argv, mess
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
-def test_report_shows_the_regrouped_figures_and_the_grid(fine_and_direct, tmp_path):
-    """Runs after the profile --regroup and explain tests above (pytest keeps file order)."""
-    fine, _ = fine_and_direct
+def test_report_shows_the_regrouped_figures_and_the_grid(fine_merged, tmp_path):
+    fine, _, _ = fine_merged
     out = tmp_path / "report.md"
     assert main(["report", str(fine), "--out", str(out)]) == 0
     page = out.read_text()

@@ -66,6 +66,7 @@ def result_of(runs_dir: Path, arch: str) -> tuple[dict, dict]:
     raise AssertionError(arch)
 
 
+@pytest.mark.slow
 def test_markdown_report_holds_the_runs_figures(runs_dir, tmp_path, capsys):
     out = tmp_path / "out" / "digits.md"
     code = main(["report", "--runs-dir", str(runs_dir), "--out", str(out),

@@ -16,6 +16,7 @@ from archbench.report.study import study_comparison
 from archbench.train import rundir as runs
 
 
+@pytest.mark.slow
 def test_run_seeds_makes_one_group_and_report_shows_one_row(tmp_path, capsys):
     runs_dir = tmp_path / "runs"
     code = main(["run", "--arch", "squeezenet_dsc", "--dataset", "digits", "--seeds", "0,1",

@@ -116,6 +116,7 @@ def _assert_matches_offline(answers: list[dict], logits: torch.Tensor, classes: 
             assert float(row[offline] - row[served]) <= TIE, (answer, row)
 
 
+@pytest.mark.slow
 def test_every_test_image_gets_the_offline_prediction(trained, server):
     bodies = [_png(trained, i) for i in range(len(trained["images"]))]
     responses = asyncio.run(_post_all(server.url, bodies))
@@ -206,6 +207,7 @@ def test_bad_bodies_get_their_4xx_and_the_server_carries_on(
     assert good.status_code == 200
 
 
+@pytest.mark.slow
 def test_reject_below_marks_unsure_answers_unknown(trained, strict_server, server):
     bodies = [_png(trained, i) for i in range(40)]
     strict = [r.json() for r in asyncio.run(_post_all(strict_server.url, bodies, 4))]
@@ -256,6 +258,7 @@ def test_serve_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert main(["serve", str(tmp_path), "--max-batch", "0"]) == 2
 
 
+@pytest.mark.slow
 def test_sigterm_answers_requests_in_flight(trained):
     """Requests waiting in a (deliberately slow) batch are answered before the server exits."""
     slow = Server(

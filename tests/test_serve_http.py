@@ -63,6 +63,7 @@ def digit_png(tiny_run) -> bytes:
     return encode_png(torch.full((1, 32, 32), 128, dtype=torch.uint8))
 
 
+@pytest.mark.slow
 def test_kept_alive_requests_do_not_wait_for_delayed_acks(server):
     """Nagle's algorithm meeting the client's delayed ACK costs >= 40 ms per kept-alive request
     (Linux's minimum delayed-ACK time) when the server does not set TCP_NODELAY; with it a
@@ -93,6 +94,7 @@ def test_a_pixel_bomb_is_413_from_its_header(server, digit_png, form):
     assert httpx.post(f"{server.url}/predict", content=digit_png, timeout=30).status_code == 200
 
 
+@pytest.mark.slow
 def test_healthz_answers_while_32_large_images_decode(tiny_run, tmp_path):
     """32 images under a raised pixel limit, each decoded for real, are in flight; /healthz is
     answered meanwhile, before most of them, and faster than decoding even one of them (were
@@ -162,6 +164,7 @@ def _copy_run(run_dir: Path, to: Path) -> Path:
     return Path(shutil.copytree(run_dir, to / run_dir.name))
 
 
+@pytest.mark.slow
 def test_start_up_failures_are_one_line_and_exit_2(tiny_run, fashion_run):
     """As a real process: an export that fails, and a port that is taken."""
     # ONNX cannot export adaptive pooling from 7x7 to 2x2 (the tiny net on a 28x28 input).
@@ -199,6 +202,7 @@ def fashion_run(tmp_path_factory) -> Path:
     return train_tiny(tmp / "runs", write_fashion_like(tmp / "data"), dataset="fashion-mnist")
 
 
+@pytest.mark.slow
 def test_a_request_past_its_deadline_is_503(tiny_run, tmp_path, digit_png):
     running = ServerProcess(
         tiny_run, tmp_path / "serve.log", "--deadline", "0.5", "--max-batch", "64",
@@ -212,6 +216,7 @@ def test_a_request_past_its_deadline_is_503(tiny_run, tmp_path, digit_png):
     assert "deadline of 0.5 s" in response.json()["detail"]
 
 
+@pytest.mark.slow
 def test_stop_drains_then_answers_503_to_what_inference_did_not_reach(tiny_run, tmp_path):
     """Requests waiting for a batch that would take a minute to fill: SIGTERM, and after the
     1 s drain timeout each is answered 503, and the process exits."""

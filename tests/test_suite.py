@@ -58,6 +58,7 @@ def entry_status(suite_dir: Path, key: str) -> str | None:
         return None
 
 
+@pytest.mark.slow
 def test_interrupted_suite_resumes_without_redoing_complete_runs(tmp_path):
     suite_dir, suite_file = tmp_path / "suite", two_tiny_networks(tmp_path)
     # SIGINT as a terminal delivers it: a test run started in the background inherits it
@@ -95,6 +96,7 @@ def test_interrupted_suite_resumes_without_redoing_complete_runs(tmp_path):
     assert f"| {TINY_NET} " in report and f"| {TINY_NET_WIDE} " in report
 
 
+@pytest.mark.slow
 def test_a_second_suite_on_a_live_directory_is_refused_and_a_damaged_profile_explained(
     tmp_path, capsys
 ):
@@ -157,6 +159,7 @@ def test_failing_run_is_retried_then_reported_with_its_reason(tmp_path):
     assert f"| {TINY_NET} " in outcome.report.read_text()
 
 
+@pytest.mark.slow
 def test_ray_backend_runs_the_same_suite_and_profiles_alone(tmp_path):
     ray = pytest.importorskip("ray")
     _, entries = plan(file=two_tiny_networks(tmp_path))

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_the_cross_check_reports_each_variant_against_archbench(tmp_path) -> None:
     out = tmp_path / "timm.json"
     done = subprocess.run(

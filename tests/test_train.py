@@ -129,6 +129,7 @@ def test_interrupted_then_resumed_matches_uninterrupted(tmp_path, finished_run):
     assert "resuming" in (outcome.run_dir / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_the_cli_exits_130_and_says_how_to_resume(tmp_path):
     runs_dir = tmp_path / "runs"
     process = subprocess.Popen(

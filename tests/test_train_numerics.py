@@ -70,6 +70,7 @@ def default_losses(data_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("candidate", sorted(SPEED_CANDIDATES))
+@pytest.mark.slow
 def test_candidate_keeps_the_training_loss(candidate, default_losses, data_dir, tmp_path):
     # A bf16 candidate against the bf16 default (bf16 runs on every host: emulated where the
     # CPU lacks it, only slower)

@@ -148,6 +148,7 @@ def test_last_block_trains_only_the_last_fire_and_the_classifier(digits) -> None
     assert everything.frozen_params == 0 and report.frozen_params > report.trainable_params
 
 
+@pytest.mark.slow
 def test_feature_cache_misses_then_hits_and_keys_on_pooling(tmp_path, backbone_run, digits):
     extractor = extractor_from(backbone_run)
     key = FeatureKey(
@@ -183,6 +184,7 @@ def test_feature_cache_misses_then_hits_and_keys_on_pooling(tmp_path, backbone_r
     assert overall["precision"]["10"] > overall["chance"] + 0.08
 
 
+@pytest.mark.slow
 def test_head_from_the_cache_equals_the_head_through_the_frozen_backbone(
     tmp_path, backbone_run, digits
 ) -> None:
@@ -265,6 +267,7 @@ def run_cli(root: Path, *args: str) -> int:
             os.environ["ARCHBENCH_LOCK_DIR"] = previous
 
 
+@pytest.mark.slow
 def test_a_head_run_misses_then_hits_the_feature_cache(head_runs, backbone_run) -> None:
     first, second, _ = head_runs
     configs = [json.loads((run / "config.json").read_text()) for run in (first, second)]
@@ -283,6 +286,7 @@ def test_a_head_run_misses_then_hits_the_feature_cache(head_runs, backbone_run) 
     assert untimed[0] == untimed[1]  # cached features: the same training, epoch by epoch
 
 
+@pytest.mark.slow
 def test_finetune_all_trains_the_whole_pretrained_network(tmp_path, backbone_run) -> None:
     status = run_cli(
         tmp_path, "run", "--arch", "squeezenet_dsc", "--weights", str(backbone_run),

@@ -32,6 +32,7 @@ def threads():
 
 
 @pytest.mark.parametrize(("arch", "backend"), all_cases(), ids=lambda c: c)
+@pytest.mark.slow
 def test_latency(benchmark, arch, backend, threads, tmp_path):
     benchmark.group = arch
     benchmark.extra_info.update(arch=arch, backend=backend, threads=threads)
