@@ -11,7 +11,7 @@ import torch
 
 from archbench.cli import main
 from archbench.train import rundir as runs
-from tests.conftest import PROFILE_FAST, copy_run
+from tests.conftest import PROFILE_FAST, TINY_NET, copy_run
 from tests.expected_archs import EXPECTED
 
 FAST = PROFILE_FAST[2:]  # the shared run's profile flags, without its backends
@@ -168,3 +168,30 @@ def test_run_on_the_real_cifar10_jpegs(cifar_mini_run):
     profile = read_profile(run)
     assert profile["accuracy"]["n"] == 1000 and len(profile["accuracy"]["per_class"]) == 10
     assert profile["onnx"]["parity"]["ok"] is True
+
+
+@pytest.mark.slow
+def test_refresh_peak_probes_again_what_the_cache_holds(tmp_path, monkeypatch):
+    """A peak cached in a busy spell is used by every profile until --refresh-peak replaces it."""
+    from archbench.measure.roofline import MachinePeak, peak_cache_path
+
+    monkeypatch.setenv("ARCHBENCH_CACHE", str(tmp_path / "cache"))
+    # Low, as one probed in a busy spell, but not below what the tiny network reaches (that
+    # the profile notices by itself, and probes again)
+    stale = MachinePeak(50.5, 1.0, "cpu", 1, 64, 1024, "2020-01-01T00:00:00+00:00")
+    path = peak_cache_path(None, "cpu", 1)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(stale.to_dict()))
+    opcost = path.with_name(f"{path.stem}-opcost-cpu-eager.json")
+    opcost.write_text("{}")  # unreadable: probed again anyway, but a refresh must remove it
+    argv = ["profile", "--arch", TINY_NET, "--backends", "cpu-eager", "--threads", "1",
+            "--samples", "5", "--warmup", "1", "--batch-sizes", "1", "--no-cold-start",
+            "--quiet"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "cached")]) == 0
+    assert read_profile(tmp_path / "cached")["peak"]["cpu"]["gflops"] == 50.5
+    opcost.write_text("{}")
+    assert main([*argv, "--out", str(tmp_path / "fresh"), "--refresh-peak"]) == 0
+    fresh = read_profile(tmp_path / "fresh")
+    assert fresh["peak"]["cpu"]["gflops"] != 50.5 and fresh["config"]["refresh_peak"] is True
+    assert json.loads(path.read_text())["gflops"] == fresh["peak"]["cpu"]["gflops"]
+    assert json.loads(opcost.read_text())["backend"] == "cpu-eager"  # probed again

@@ -48,6 +48,7 @@ def parse_profile_options(args: argparse.Namespace):
             else defaults.batch_sizes
         ),
         tf32=args.tf32,
+        refresh_peak=getattr(args, "refresh_peak", False),
     )
 
 
@@ -76,6 +77,12 @@ def add_profile_options(parser: argparse.ArgumentParser, *, with_threads: bool) 
     )
     group.add_argument(
         "--batch-sizes", help="batch sizes for throughput, comma-separated (default 1,64)"
+    )
+    group.add_argument(
+        "--refresh-peak",
+        action="store_true",
+        help="probe this machine's peaks and operator costs again (cached per machine, so one "
+        "probed while the machine was busy lowers every later floor until refreshed)",
     )
     group.add_argument(
         "--tf32",

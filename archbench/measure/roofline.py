@@ -18,6 +18,7 @@ lower bound.
 
 from __future__ import annotations
 
+import glob
 import json
 import re
 import time
@@ -353,6 +354,18 @@ def peak_cache_path(cache_dir: Path | None, device: str, threads: int | None) ->
             parts.append(torch.cuda.get_device_name(0))
     key = re.sub(r"[^A-Za-z0-9.+-]+", "_", "-".join(parts))
     return directory / f"{key}.json"
+
+
+def forget_cached_probes(cache_dir: Path | None, device: str, threads: int | None) -> list[Path]:
+    """Remove this machine's cached peak and what was probed beside it (other formats' peaks,
+    operator costs): the next profile probes them again. For a peak cached in a busy spell,
+    which makes every later floor too high and every share of peak too low."""
+    base = peak_cache_path(cache_dir, device, threads)
+    cached = [base, *base.parent.glob(f"{glob.escape(base.stem)}-*.json")]
+    removed = [path for path in cached if path.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def cached_peak(

@@ -26,6 +26,7 @@ class ProfileConfig:
     tf32: bool = False  # CUDA fp32 matmuls and convolutions may use TF32 (measure.precision)
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES  # int8: training images calibrated on
     cold_start: bool = True  # fresh-interpreter cold start and memory per backend
+    refresh_peak: bool = False  # probe the peaks and operator costs again instead of the cache
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
