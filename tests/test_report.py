@@ -199,3 +199,29 @@ def test_a_damaged_run_file_is_one_line_naming_it(runs_dir, tmp_path, capsys, na
     assert main(["report", str(run), "--out", str(tmp_path / "r.md")]) == 2
     err = capsys.readouterr().err
     assert str(run / name) in err and remedy in err and err.count("\n") == 1
+
+
+def _curve(rows: list[tuple[float, float, float]]) -> list[dict]:
+    """metrics.csv rows from (lr, train_acc, val_acc) per epoch."""
+    return [
+        {"epoch": i + 1, "lr": lr, "train_acc": train, "val_acc": val}
+        for i, (lr, train, val) in enumerate(rows)
+    ]
+
+
+def test_curve_reading_tells_a_generalization_gap_from_a_run_stopped_early():
+    from archbench.report.study_targets import curve_reading
+
+    converged = _curve(
+        [(0.01, 0.80, 0.78), (0.01, 0.86, 0.81), (0.001, 0.90, 0.85), (0.001, 0.91, 0.855),
+         (0.0001, 0.915, 0.856), (0.0001, 0.916, 0.855)]
+    )  # fmt: skip
+    reading = curve_reading(converged)
+    assert "selected epoch (5 of 6)" in reading and "(5.9 points apart)" in reading
+    assert "85.5% at lr 0.001, 85.6% at lr 0.0001" in reading
+    assert "not more epochs" in reading
+    rising = _curve([(0.01, 0.60, 0.58), (0.001, 0.66, 0.64), (0.001, 0.68, 0.66)])
+    assert "still improving when it stopped" in curve_reading(rising)
+    close = _curve([(0.01, 0.60, 0.59), (0.001, 0.61, 0.595), (0.0001, 0.61, 0.596)])
+    assert "underfits" in curve_reading(close)
+    assert curve_reading([]) is None

@@ -9,6 +9,8 @@ mobilenet the same as the study's.
 
 from __future__ import annotations
 
+import itertools
+
 import pandas as pd
 
 from .study import load_study, study_dataset
@@ -78,6 +80,45 @@ def target_lines(group: pd.DataFrame, study: str) -> list[str]:
                 f"{_verdict(here == there)}"
             )
     return lines
+
+
+GAP_PTS = (
+    3.0  # train - validation accuracy at the selected epoch that counts as a generalization gap
+)
+STILL_RISING_PTS = 0.3  # validation points the last learning-rate phase must add to count
+
+
+def curve_reading(metrics: list[dict]) -> str | None:
+    """What a run's curves say about its accuracy: the training / validation gap at the selected
+    (best validation) epoch, the best validation accuracy of each learning-rate phase, and so
+    whether more epochs or better generalization is what it lacks. ``None`` without curves."""
+    rows = [r for r in metrics if r.get("val_acc") is not None and r.get("train_acc") is not None]
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: r["val_acc"])
+    gap = 100 * (best["train_acc"] - best["val_acc"])
+    phases: list[list[float]] = []  # [lr, best validation accuracy within it]
+    for row in rows:
+        if not phases or row.get("lr") != phases[-1][0]:
+            phases.append([row.get("lr"), row["val_acc"]])
+        else:
+            phases[-1][1] = max(phases[-1][1], row["val_acc"])
+    per_phase = ", ".join(f"{100 * acc:.1f}% at lr {lr:g}" for lr, acc in phases)
+    gains = [100 * (b[1] - a[1]) for a, b in itertools.pairwise(phases)]
+    text = (
+        f"at its selected epoch ({int(best['epoch'])} of {int(rows[-1]['epoch'])}) training "
+        f"accuracy {100 * best['train_acc']:.1f}% against validation {100 * best['val_acc']:.1f}% "
+        f"({gap:.1f} points apart); best validation per learning-rate phase: {per_phase}"
+    )
+    if gains and gains[-1] >= STILL_RISING_PTS:
+        return f"{text}: still improving when it stopped, so a longer last phase may help"
+    if gap > GAP_PTS:
+        return (
+            f"{text}: converged (the last phase added {gains[-1] if gains else 0:.1f} points), "
+            "and it fits its training images far better than it generalizes: regularization "
+            "or augmentation, not more epochs, is what would move it"
+        )
+    return f"{text}: converged, training and validation close: it underfits at this schedule"
 
 
 def cost_table(group: pd.DataFrame) -> pd.DataFrame:
