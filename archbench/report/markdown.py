@@ -309,9 +309,10 @@ def _targets_section(table: pd.DataFrame, study: str, records: Sequence[RunRecor
         ["dataset", "protocol"], sort=False
     ):
         targets = target_lines(group, study)
-        missed = [line for line in targets if line.startswith("- squeezenet_dsc mean top-1")]
-        if missed and "**not met**" in missed[0]:
-            targets += _curve_lines(records, dataset, protocol)
+        for index, line in enumerate(targets):
+            if line.startswith("- squeezenet_dsc mean top-1") and "**not met**" in line:
+                targets[index + 1 : index + 1] = _curve_lines(records, dataset, protocol)
+                break
         lines += [f"### {dataset}, {protocol}", "", *targets, ""]
         lines += [_markdown(cost_table(group), 2), "", COST_NOTE, ""]
     return lines
