@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import describe_error
 from ..evaluate.classification import predict_logits
-from ..measure.backends import EAGER_DTYPES, device_of, is_onnxruntime
+from ..measure.backends import EAGER_DTYPES, device_of, is_onnxruntime, parse_backends
 from ..measure.coldstart import ColdStartSpec, measure_cold_start
 from ..measure.export import ExportResult, export_onnx
 from ..measure.formats import costs_in_format
@@ -36,7 +36,8 @@ from ..measure.numerics import REDUCED_PRECISION, compare_to_fp32
 from ..measure.onnxrt import create_session
 from ..measure.overhead import cached_op_costs, count_other_ops, floor_figures
 from ..measure.quantize import calibration_subset, quantize_int8
-from ..measure.roofline import MachinePeak
+from ..measure.roofline import MachinePeak, forget_cached_probes
+from .config import ProfileConfig
 from .outputs import write_csv
 
 Say = Callable[[str], None]
@@ -233,3 +234,11 @@ def floors(costs, peak, p50, times, backend, threads, cache, network) -> dict[st
         figures = floor_figures(costs, peak, p50, times, None)
         return {**figures, "overhead_model_error": describe_error(error)}
     return floor_figures(costs, peak, p50, times, op_costs, other)
+
+
+def forget_probes(config: ProfileConfig) -> None:
+    """``--refresh-peak``: drop the cached peaks and operator costs of the devices profiled, so
+    this profile probes them again (once each) under the machine as it is now."""
+    threads = config.threads or torch.get_num_threads()
+    for device in sorted({device_of(backend) for backend in parse_backends(config.backends)}):
+        forget_cached_probes(config.peak_cache_dir, device, threads)

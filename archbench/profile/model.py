@@ -40,7 +40,7 @@ from ..measure.export import OPSET, ExportResult, ParityResult, check_parity, ex
 from ..measure.formats import ELEMENT_BYTES, cached_format_peak, peak_format
 from ..measure.latency import BackendResult, measure_latency
 from ..measure.precision import PrecisionPolicy
-from ..measure.roofline import MachinePeak, forget_cached_probes, min_bytes_moved, roofline
+from ..measure.roofline import MachinePeak, min_bytes_moved, roofline
 from ..measure.sysinfo import describe_system
 from ..train import rundir
 from . import deployment
@@ -234,14 +234,6 @@ def _rooflines(model, inputs, num_classes, macs, macs_error, latency, config, th
     return peak, peak_formats, rooflines
 
 
-def forget_probes(config: ProfileConfig) -> None:
-    """``--refresh-peak``: drop the cached peaks and operator costs of the devices profiled, so
-    this profile probes them again (once each) under the machine as it is now."""
-    threads = config.threads or torch.get_num_threads()
-    for device in sorted({device_of(backend) for backend in parse_backends(config.backends)}):
-        forget_cached_probes(config.peak_cache_dir, device, threads)
-
-
 def _peak(config, device, fmt, threads, macs, measured, formats, say) -> dict[str, Any]:
     """The cached peak of one format, probed again (once) if a backend of it beat its FLOP/s.
 
@@ -423,7 +415,7 @@ def profile_model(
     policy = PrecisionPolicy(tf32=config.tf32)
     say("waiting for this node to be free of other archbench jobs")
     if config.refresh_peak:
-        forget_probes(config)
+        deployment.forget_probes(config)
     # Latency and the peak probe under one precision policy, so their ratio compares like with
     # like; the GPU's clocks are read at the end, while it is still warm.
     with exclusive.measuring(record), precision.applied(policy) as precision_state:
