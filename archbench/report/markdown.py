@@ -4,6 +4,7 @@ comparison and the figures, in one markdown file with the PNGs beside it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -308,11 +309,8 @@ def _targets_section(table: pd.DataFrame, study: str, records: Sequence[RunRecor
     for (dataset, protocol), group in with_protocol(table).groupby(
         ["dataset", "protocol"], sort=False
     ):
-        targets = target_lines(group, study)
-        for index, line in enumerate(targets):
-            if line.startswith("- squeezenet_dsc mean top-1") and "**not met**" in line:
-                targets[index + 1 : index + 1] = _curve_lines(records, dataset, protocol)
-                break
+        explain = functools.partial(_curve_lines, records, dataset, protocol)
+        targets = target_lines(group, study, explain_miss=explain)
         lines += [f"### {dataset}, {protocol}", "", *targets, ""]
         lines += [_markdown(cost_table(group), 2), "", COST_NOTE, ""]
     return lines
