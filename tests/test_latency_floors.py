@@ -32,7 +32,6 @@ from archbench.measure.layerwise import layer_costs, layerwise_bound_dram_ms, la
 from archbench.measure.numerics import bf16_skip_reason
 from archbench.measure.overhead import (
     OP_KINDS,
-    count_other_ops,
     curve_ms,
     expected_ms,
     op_kind,
@@ -217,21 +216,6 @@ def test_a_layers_cost_is_read_off_its_kinds_curve():
     assert curve_ms(curve, 4_000_000.0) == pytest.approx(0.8)  # above: the largest one's rate
     pointwise = layer_costs(nn.Sequential(nn.Conv2d(4, 4, 1)), (1, 4, 4, 4))
     assert [op_kind(cost) for cost in pointwise] == ["pointwise"]
-
-
-def test_the_operators_without_weights_are_counted_per_backend(tmp_path):
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 4 * 4, 10),
-    ).eval()  # fmt: skip
-    sample = torch.randn(1, 3, 8, 8)
-    # eager: every leaf module call that is not a convolution or linear layer
-    assert count_other_ops("cpu-eager", model, None, sample, THREADS) == 4
-    path = tmp_path / "model.onnx"
-    assert export_onnx(model, path, input_shape=(1, 3, 8, 8)).ok
-    # ONNX Runtime fuses the activations into the convolutions; the max pool stays a node
-    assert count_other_ops("cpu-onnxruntime", model, path, sample, THREADS) >= 1
 
 
 # ------------------------------------------------------------------------------ the invariant

@@ -71,6 +71,7 @@ class LayerCost:
     weight_shape: tuple[int, ...] | None = None
     output_shape: tuple[int, ...] | None = None
     groups: int = 1  # a convolution's groups (depthwise: as many as input channels)
+    input_shape: tuple[int, ...] | None = None  # its first input's, where it is a tensor
 
     @property
     def bytes_moved(self) -> int:
@@ -135,6 +136,7 @@ def layer_costs(
             entry["in"] += first_in.numel() * activation_bytes if first_in is not None else 0
             entry["out"] += out.numel() * activation_bytes if out is not None else 0
             entry["shape"] = tuple(out.shape) if out is not None else None
+            entry.setdefault("input_shape", None if first_in is None else tuple(first_in.shape))
 
         return hook
 
@@ -174,6 +176,7 @@ def layer_costs(
                     weight_shape=tuple(weight.shape) if weight is not None else None,
                     output_shape=seen[name]["shape"],
                     groups=int(getattr(module, "groups", 1)),
+                    input_shape=seen[name]["input_shape"],
                 )
             )
         else:

@@ -133,3 +133,19 @@ def create_session(
         used_text = ", ".join(used) or "nothing"
         fallback = f"onnxruntime session fell back to {used_text} instead of {wanted}"
     return OrtSession(session=session, requested=requested, providers=used, fallback=fallback)
+
+
+def in_memory_initializer(name: str, value: np.ndarray):
+    """A graph initializer of ``value``'s type and shape whose bytes are not in the protobuf:
+    pass ``{name: value}`` as :func:`create_session`'s ``initializers`` (no 2 GB limit, and no
+    seconds spent serializing a large weight)."""
+    from onnx import TensorProto, helper
+
+    tensor = TensorProto(
+        name=name,
+        data_type=helper.np_dtype_to_tensor_dtype(value.dtype),
+        dims=list(value.shape),
+    )
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value="in-memory")
+    return tensor

@@ -24,11 +24,9 @@ import itertools
 import json
 import math
 import statistics
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,13 +35,10 @@ from torch import nn
 
 from .. import files
 from .layerwise import (
-    TRAFFIC_LAYERS,
-    WEIGHTED_OPS,
     LayerCost,
     layerwise_bound_dram_ms,
     layerwise_bound_ms,
 )
-from .onnxrt import create_session
 from .roofline import MachinePeak, _probe_session, peak_cache_path
 
 CHAIN = 16
@@ -294,18 +289,29 @@ def probe_op_costs(backend: str, threads: int, *, runs: int = RUNS, chain: int =
 
 
 def expected_ms(
-    costs: list[LayerCost], peak: MachinePeak, op_costs: OpCosts, other_ops: int = 0
+    costs: list[LayerCost],
+    peak: MachinePeak,
+    op_costs: OpCosts,
+    other_ops: int = 0,
+    alone_ms: Mapping[str, float] | None = None,
 ) -> float:
-    """The model: call cost + sum over layers of max(layer floor, the layer's cost on its
-    kind's curve) + the operators without weights the backend runs (``other_ops``) at their
-    per-op cost."""
-    layers = sum(layer_expected_ms(cost, peak, op_costs) for cost in costs)
+    """The model: call cost + sum over layers of max(layer floor, the layer's cost) + the
+    operators without weights the backend runs (``other_ops``) at their per-op cost. A layer's
+    cost is its time alone at its own shape where ``alone_ms`` has it, else its kind's curve."""
+    layers = sum(layer_expected_ms(cost, peak, op_costs, alone_ms) for cost in costs)
     return float(op_costs.call_ms + layers + other_ops * op_costs.other_ms)
 
 
-def layer_expected_ms(cost: LayerCost, peak: MachinePeak, op_costs: OpCosts) -> float:
-    """One layer's share of the model: its floor, or its cost on its kind's curve if larger."""
-    return max(cost.bound_ms(peak), op_costs.per_op_ms(cost))
+def layer_expected_ms(
+    cost: LayerCost,
+    peak: MachinePeak,
+    op_costs: OpCosts,
+    alone_ms: Mapping[str, float] | None = None,
+) -> float:
+    """One layer's share of the model: its floor, or its cost (alone, or on the curve) if
+    larger."""
+    alone = (alone_ms or {}).get(cost.name)
+    return max(cost.bound_ms(peak), op_costs.per_op_ms(cost) if alone is None else alone)
 
 
 def most_above_floor(
@@ -369,8 +375,10 @@ def floor_figures(
     measured_ms: dict[str, float],
     op_costs: OpCosts | None,
     other_ops: int = 0,
+    alone_ms: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The floor, the cold-cache floor and (with ``op_costs``) the model's expected time.
+    """The floor, the cold-cache floor and (with ``op_costs``) the model's expected time
+    (``alone_ms``: the layers timed alone, :func:`~archbench.measure.layer_probes.cached_layer_ms`).
 
     ``p50_over_floor`` below 1 means the floor is wrong (a measurement cannot beat it);
     ``p50_over_expected`` is a model's ratio, either side of 1.
@@ -387,8 +395,14 @@ def floor_figures(
     }
     if op_costs is None:
         return figures
-    expected = expected_ms(costs, peak, op_costs, other_ops)
-    model = {"kind": "model, not a bound", **op_costs.to_dict(), "other_ops": other_ops}
+    alone_ms = alone_ms or {}
+    expected = expected_ms(costs, peak, op_costs, other_ops, alone_ms)
+    model = {
+        "kind": "model, not a bound",
+        **op_costs.to_dict(),
+        "other_ops": other_ops,
+        "layers_alone": len(alone_ms),  # the rest are read off their kind's curve
+    }
     timed = [cost for cost in costs if cost.name in measured_ms]
     return {
         **figures,
@@ -398,53 +412,7 @@ def floor_figures(
         # the timed layers alone, measured and modelled: kernels slower than the model's curve
         # show here, time between the layers (reorders, unweighted operators) does not
         "timed_layers_ms": sum(measured_ms[cost.name] for cost in timed),
-        "timed_layers_expected_ms": sum(layer_expected_ms(cost, peak, op_costs) for cost in timed),
+        "timed_layers_expected_ms": sum(
+            layer_expected_ms(cost, peak, op_costs, alone_ms) for cost in timed
+        ),
     }
-
-
-def count_other_ops(
-    backend: str, model: nn.Module, onnx_path, sample: torch.Tensor, threads
-) -> int:
-    """How many operators without weights one forward pass runs on ``backend``.
-
-    ONNX Runtime: the nodes its profiler times in one run of the optimized graph that are not a
-    convolution or matrix product. Eager PyTorch: the calls of leaf modules that are not
-    convolutions or linear layers (functional calls are not counted).
-    """
-    if backend.startswith("cpu-onnxruntime"):
-        return _onnxruntime_other_ops(onnx_path, sample, threads)
-    counted = [0]
-
-    def hook(module, inputs, output):
-        counted[0] += 1
-
-    handles = [
-        module.register_forward_hook(hook)
-        for module in model.modules()
-        if not list(module.children()) and not isinstance(module, TRAFFIC_LAYERS)
-    ]
-    try:
-        with torch.inference_mode():
-            dtype = next(model.parameters()).dtype
-            model(sample.to(dtype))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return counted[0]
-
-
-def _onnxruntime_other_ops(onnx_path, sample: torch.Tensor, threads) -> int:
-    feed = sample.detach().to("cpu", torch.float32).contiguous().numpy()
-    with tempfile.TemporaryDirectory(prefix="archbench-ortops-") as work:
-        opened = create_session(
-            Path(onnx_path), threads=threads, profile_prefix=str(Path(work) / "ops")
-        )
-        opened.session.run(None, {opened.input_name: feed})
-        trace = json.loads(Path(opened.session.end_profiling()).read_text())
-    return sum(
-        1
-        for event in trace
-        if event.get("cat") == "Node"
-        and event.get("name", "").endswith("_kernel_time")
-        and event.get("args", {}).get("op_name") not in WEIGHTED_OPS
-    )

@@ -33,7 +33,7 @@ from torch import nn
 from .. import files, paths
 from . import precision
 from .caches import MAX_PROBE_BYTES, probe_cache_levels
-from .onnxrt import create_session
+from .onnxrt import create_session, in_memory_initializer
 from .sysinfo import machine_id
 
 DEFAULT_MATMUL_N = {"cpu": 2048, "cuda": 8192}
@@ -195,9 +195,7 @@ def _ort_gemv_seconds(numel: int, threads: int, repeats: int) -> tuple[float, in
     side = matrix.shape[0]
     # The weight is a constant initializer, as in a network, but its bytes reach ONNX Runtime
     # from memory (an external-data entry): serializing 256 MB into the protobuf took 2 s a probe.
-    weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[side, side])
-    weight.data_location = TensorProto.EXTERNAL
-    weight.external_data.add(key="location", value="in-memory")
+    weight = in_memory_initializer("w", matrix.numpy())
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])],
         "peak_gemv",

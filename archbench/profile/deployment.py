@@ -23,6 +23,7 @@ from ..measure.backends import EAGER_DTYPES, device_of, is_onnxruntime, parse_ba
 from ..measure.coldstart import ColdStartSpec, measure_cold_start
 from ..measure.export import ExportResult, export_onnx
 from ..measure.formats import costs_in_format
+from ..measure.layer_probes import cached_layer_ms, count_other_ops
 from ..measure.layerwise import (
     CSV_HEADER,
     eager_layer_times,
@@ -34,7 +35,7 @@ from ..measure.layerwise import (
 from ..measure.models import eval_copy, torch_threads
 from ..measure.numerics import REDUCED_PRECISION, compare_to_fp32
 from ..measure.onnxrt import create_session
-from ..measure.overhead import cached_op_costs, count_other_ops, floor_figures
+from ..measure.overhead import cached_op_costs, floor_figures
 from ..measure.quantize import calibration_subset, quantize_int8
 from ..measure.roofline import MachinePeak, forget_cached_probes
 from .config import ProfileConfig
@@ -230,10 +231,11 @@ def floors(costs, peak, p50, times, backend, threads, cache, network) -> dict[st
         op_costs = cached_op_costs(cache, backend, threads)
         with eval_copy(model, "cpu") as cpu_model, torch_threads(threads):
             other = count_other_ops(backend, cpu_model, paths.get(backend), sample, threads)
+            alone = cached_layer_ms(cache, backend, cpu_model, costs, threads)
     except Exception as error:
         figures = floor_figures(costs, peak, p50, times, None)
         return {**figures, "overhead_model_error": describe_error(error)}
-    return floor_figures(costs, peak, p50, times, op_costs, other)
+    return floor_figures(costs, peak, p50, times, op_costs, other, alone)
 
 
 def forget_probes(config: ProfileConfig) -> None:
