@@ -51,7 +51,11 @@ from archbench.measure.numerics import bf16_skip_reason, compare_to_fp32  # noqa
 from archbench.measure.onnxrt import create_session  # noqa: E402
 from archbench.measure.overhead import cached_op_costs  # noqa: E402
 from archbench.measure.quantize import calibration_subset, quantize_int8  # noqa: E402
-from archbench.measure.roofline import min_bytes_moved, roofline  # noqa: E402
+from archbench.measure.roofline import (  # noqa: E402
+    forget_cached_probes,
+    min_bytes_moved,
+    roofline,
+)
 from archbench.profile.deployment import floors, layer_times  # noqa: E402
 from archbench.train.rundir import load_checkpoint, read_run  # noqa: E402
 from architectures import create_arch, list_archs  # noqa: E402
@@ -132,14 +136,16 @@ def backend_row(label, backend, model, paths, test, macs, fp32_costs, args) -> d
 
 
 def refresh_probes(args) -> None:
-    """Probe each backend's format peak (fp32 first: the others take its bandwidths) and its
-    operator costs again, once, before anything is timed."""
+    """Forget every probe cached for this machine, then probe each backend's format peak (fp32
+    first: the others take its bandwidths) and its operator costs again, before anything is
+    timed; each layer's own-shape probe runs again when its network is profiled."""
+    forget_cached_probes(args.peak_cache, "cpu", args.threads)
     formats = dict.fromkeys(["fp32", *(peak_format(backend) for backend in args.backends)])
     for fmt in formats:
-        peak = cached_format_peak(args.peak_cache, "cpu", args.threads, fmt, refresh=True)
+        peak = cached_format_peak(args.peak_cache, "cpu", args.threads, fmt)
         print(f"# {fmt} peak probed again: {peak.gflops:.0f} GFLOP/s, {peak.gbps:.1f} GB/s")
     for backend in args.backends:
-        cached_op_costs(args.peak_cache, backend, args.threads, refresh=True)
+        cached_op_costs(args.peak_cache, backend, args.threads)
 
 
 def below_own_floor(row: dict) -> str:
