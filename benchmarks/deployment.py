@@ -236,8 +236,8 @@ def main() -> int:
     parser.add_argument(
         "--refresh-peak",
         action="store_true",
-        help="probe every format's peak and each backend's operator costs again first (a cached "
-        "probe from a busy spell makes floors too low or too high)",
+        help="probe every format's peak, each backend's operator costs and layer shapes again "
+        "first (a cached probe from a busy spell makes floors too low or too high)",
     )
     parser.add_argument(
         "--json", type=Path, help="also write the rows here (one per network and backend)"
