@@ -20,6 +20,7 @@ from archbench.measure.layer_probes import (
     copies_for,
     count_other_ops,
     onnx_probe_graph,
+    per_copy_ms,
     probeable,
 )
 from archbench.measure.layerwise import LayerCost, layer_costs
@@ -109,8 +110,18 @@ def test_an_int8_probe_has_one_quantized_node_a_copy_with_the_layers_output(name
 def test_copies_follow_the_networks_weights_between_two_and_the_cap():
     layer = LayerCost("l", "Conv2d", 1, weight_bytes=1000, input_bytes=0, output_bytes=0)
     assert copies_for(layer, network_weight_bytes=1000) == 2  # a slope needs two
-    assert copies_for(layer, network_weight_bytes=3500) == 4
+    assert copies_for(layer, network_weight_bytes=3400) == 3  # the nearest: 3 MB against 3.4
     assert copies_for(layer, network_weight_bytes=10**9) == MAX_COPIES
+
+
+def test_a_copys_time_is_the_lesser_of_the_slope_and_the_mean():
+    # small layer: 10 us each, 30 us of call and input around them -> the slope
+    assert per_copy_ms(many_ms=0.030 + 8 * 0.010, one_ms=0.030 + 0.010, copies=8) == pytest.approx(
+        0.010
+    )
+    # large layer, 2 copies of 1.5 ms cycling their weights, a lone copy warm at 1.0 ms: the
+    # slope (2.0) counts the lone copy's warmth against it, the mean (1.5 + call / 2) does not
+    assert per_copy_ms(many_ms=3.005, one_ms=1.005, copies=2) == pytest.approx(1.5025)
 
 
 def test_what_cannot_be_probed_is_named_and_left_to_the_curve():

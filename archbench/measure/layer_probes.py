@@ -8,20 +8,21 @@ square probe of the same FLOPs, so a curve-only model undercounts the small netw
 convolution and linear layer is built again, alone, with its own input shape, kernel, stride,
 padding and groups, on the backend that runs the network, and timed.
 
-The time of one layer is the slope of ``copies`` side-by-side copies of it against one, all
-reading the same input: the call, the feeding of the input and (ONNX Runtime) its one layout
-reorder cancel. Each copy has its own weights, as many copies as it takes for their weights
-together to match the network's (at most :data:`MAX_COPIES`): a layer of a network whose weights
-overflow the caches finds its weights as cold as it does in the network, and a layer of a small
-network finds them warm. What stays in: each copy's output written (and on ONNX Runtime taken
-out of its blocked layout) as the next layer's input would be. A model, not a bound.
+Each copy has its own weights, as many copies as come nearest the network's weights together
+(2 to :data:`MAX_COPIES`), all reading the same input: a layer of a network whose weights
+overflow the caches finds its weights as cold as in the network, one of a small network finds
+them warm. A layer's time is the lesser of two estimates from ``N`` copies and one, each too
+high in a different regime: the slope ``(t_N - t_1) / (N - 1)`` cancels the call, the feeding
+of the input and (ONNX Runtime) its layout reorder, but counts a lone copy's warmer weights
+against it; ``t_N / N`` spreads those fixed costs over the copies, negligible for a layer
+streaming megabytes. What stays in: each copy's output written (and on ONNX Runtime taken out
+of its blocked layout) as the next layer's input would be. A model, not a bound.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import statistics
 import tempfile
 import time
@@ -61,9 +62,14 @@ def _median_ms(fn: Callable[[], Any]) -> float:
 
 
 def copies_for(cost: LayerCost, network_weight_bytes: int) -> int:
-    """As many copies as match the network's weights, between 2 and :data:`MAX_COPIES`."""
-    wanted = math.ceil(network_weight_bytes / max(cost.weight_bytes, 1))
+    """As many copies as come nearest the network's weights, between 2 and :data:`MAX_COPIES`."""
+    wanted = round(network_weight_bytes / max(cost.weight_bytes, 1))
     return int(min(max(wanted, 2), MAX_COPIES))
+
+
+def per_copy_ms(many_ms: float, one_ms: float, copies: int) -> float:
+    """One copy's milliseconds: the lesser of the slope and the mean (module docstring)."""
+    return min((many_ms - one_ms) / (copies - 1), many_ms / copies)
 
 
 def probeable(module: nn.Module, cost: LayerCost) -> bool:
@@ -108,7 +114,7 @@ def _eager_ms(module: nn.Module, cost: LayerCost, dtype: torch.dtype, copies: in
         return lambda: [layer(x) for layer in chosen]
 
     with torch.inference_mode():
-        return (_median_ms(run(copies)) - _median_ms(run(1))) / (copies - 1)
+        return per_copy_ms(_median_ms(run(copies)), _median_ms(run(1)), copies)
 
 
 def onnx_probe_graph(
@@ -185,7 +191,7 @@ def _onnxruntime_ms(
         session = _probe_session(graph, threads, data)
         return _median_ms(lambda: session.run(None, feed))
 
-    return (graph_ms(copies) - graph_ms(1)) / (copies - 1)
+    return per_copy_ms(graph_ms(copies), graph_ms(1), copies)
 
 
 def probe_layer_ms(
